@@ -1,0 +1,37 @@
+# Every dependency comes from distribution packages (tools/install-deps.sh).
+find_package(Threads REQUIRED)
+find_package(MPI REQUIRED COMPONENTS C)
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
+find_package(ZLIB REQUIRED)
+
+# OpenBLAS: Debian ships a CMake config; other distributions may only have the library.
+find_package(OpenBLAS CONFIG QUIET)
+if(OpenBLAS_FOUND AND OpenBLAS_LIBRARIES)
+  add_library(cohort_blas INTERFACE)
+  target_include_directories(cohort_blas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
+  target_link_libraries(cohort_blas INTERFACE ${OpenBLAS_LIBRARIES})
+else()
+  find_library(COHORT_OPENBLAS_LIB NAMES openblas REQUIRED)
+  find_path(COHORT_CBLAS_INCLUDE NAMES cblas.h PATH_SUFFIXES openblas openblas-pthread
+            x86_64-linux-gnu/openblas-pthread REQUIRED)
+  add_library(cohort_blas INTERFACE)
+  target_include_directories(cohort_blas INTERFACE ${COHORT_CBLAS_INCLUDE})
+  target_link_libraries(cohort_blas INTERFACE ${COHORT_OPENBLAS_LIB})
+endif()
+
+add_library(cohort_hdf5 INTERFACE)
+target_include_directories(cohort_hdf5 INTERFACE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+target_link_libraries(cohort_hdf5 INTERFACE ${HDF5_C_LIBRARIES} ${HDF5_LIBRARIES})
+target_compile_definitions(cohort_hdf5 INTERFACE ${HDF5_DEFINITIONS})
+
+if(COHORT_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  find_package(Python3 COMPONENTS Interpreter)
+endif()
