@@ -28,3 +28,13 @@ function(cohort_sources out dir)
   endif()
   set(${out} ${_cpp} ${_cu} PARENT_SCOPE)
 endfunction()
+
+# cohort_cuda_sources(<out-var> <dir>): every .cpp and .cu of a CUDA-only folder
+# (core/cuda, core/ops/cuda), or nothing in a CPU-only build.
+function(cohort_cuda_sources out dir)
+  set(_all "")
+  if(COHORT_HAVE_CUDA)
+    file(GLOB _all CONFIGURE_DEPENDS ${dir}/*.cpp ${dir}/*.cu)
+  endif()
+  set(${out} ${_all} PARENT_SCOPE)
+endfunction()

@@ -99,3 +99,18 @@ void cuda_stream_synchronize(StreamHandle stream) {
 }
 
 }  // namespace cohort::core
+
+namespace cohort::core {
+
+StreamHandle cuda_create_stream(int device) {
+  COHORT_CUDA_CHECK(cudaSetDevice(device));
+  cudaStream_t stream = nullptr;
+  COHORT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return stream;
+}
+
+void cuda_destroy_stream(StreamHandle stream) noexcept {
+  COHORT_CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
+}
+
+}  // namespace cohort::core

@@ -1,0 +1,180 @@
+#pragma once
+// The op library: one declaration per op, dispatched on the tensors' device to a
+// CPU implementation (core/ops/cpu/, float and double) or a CUDA implementation
+// (core/ops/cuda/, f32/bf16/f16 storage with f32 accumulation).
+//
+// Conventions (see docs/ARCHITECTURE.md, "Ops"):
+//  - Activations are NHWC: x[N, H, W, C]. "Channels" is always the last dim.
+//  - conv2d weight is [O, kh, kw, I] (cuDNN's NHWC filter layout);
+//    conv_transpose2d weight is [I, kh, kw, O] (PyTorch's [I, O, kh, kw], permuted);
+//    linear weight is [out, in] (as PyTorch).
+//  - Input gradients are returned; parameter gradients are written into
+//    caller-owned tensors (views of the flat gradient buffer), overwriting them or,
+//    with `accumulate`, adding to them (gradient accumulation, fan-in).
+//  - Scalar results (losses, sums) are 1-element tensors on the op's device, so a
+//    training step never waits for the host. Upstream gradients of scalars are
+//    also 1-element tensors (`dloss`).
+//  - Every op checks shapes, dtypes and devices and throws cohort::Error naming
+//    the op and both shapes.
+#include <cstdint>
+#include <vector>
+
+#include "core/context.hpp"
+#include "core/tensor.hpp"
+
+namespace cohort::core::ops {
+
+// ---- convolution ------------------------------------------------------------
+struct ConvGeometry {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int output_pad_h = 0, output_pad_w = 0;  // conv_transpose2d only
+};
+
+Shape conv2d_output_shape(const Shape& x, const Shape& w, const ConvGeometry& g);
+Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
+              const ConvGeometry& g);  // bias may be undefined
+Tensor conv2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape,
+                             const ConvGeometry& g);
+void conv2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
+                            bool accumulate, const ConvGeometry& g);
+// Sum of dy over every dim but the last (bias gradient of conv, conv-transpose, linear).
+void bias_backward(Context& ctx, const Tensor& dy, Tensor& db, bool accumulate);
+
+Shape conv_transpose2d_output_shape(const Shape& x, const Shape& w, const ConvGeometry& g);
+Tensor conv_transpose2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
+                        const ConvGeometry& g);
+Tensor conv_transpose2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w,
+                                       const Shape& x_shape, const ConvGeometry& g);
+void conv_transpose2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
+                                      bool accumulate, const ConvGeometry& g);
+
+// ---- linear: y[N, out] = x[N, in] * w[out, in]^T + b ---------------------------
+Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias);
+Tensor linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& w);
+void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
+                            bool accumulate);
+
+// ---- batch normalisation over N, H, W per channel (last dim) ------------------
+// Sums statistics across data-parallel ranks for SyncBatchNorm. `values` is an
+// f32 tensor on the op's device; the reducer replaces it with the sum over ranks.
+class StatsReducer {
+ public:
+  virtual ~StatsReducer() = default;
+  virtual void all_reduce_sum(Context& ctx, Tensor& values) = 0;
+};
+
+struct BatchNormSaved {
+  Tensor mean;    // f32 [C]: batch mean (train) or running mean (eval)
+  Tensor invstd;  // f32 [C]: 1/sqrt(var + eps), biased batch var (train) or running var (eval)
+};
+
+struct BatchNormArgs {
+  double momentum = 0.1;  // running = (1 - m) * running + m * batch (PyTorch convention)
+  double eps = 1e-5;
+  bool relu = false;         // y = relu(bn(x) [+ residual])
+  Tensor residual;           // optional, same shape as x (fused add)
+  StatsReducer* reducer = nullptr;  // SyncBatchNorm; nullptr = this rank's batch only
+};
+
+// Training: normalises with batch statistics and updates running_mean and
+// running_var (unbiased variance, as PyTorch) in place. gamma, beta, running
+// stats are f32 [C] whatever x's dtype.
+Tensor batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        Tensor& running_mean, Tensor& running_var, const BatchNormArgs& args,
+                        BatchNormSaved& saved);
+// Evaluation: normalises with the running statistics.
+Tensor batch_norm_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       const Tensor& running_mean, const Tensor& running_var,
+                       const BatchNormArgs& args, BatchNormSaved& saved);
+
+struct BatchNormGrads {
+  Tensor dx;
+  Tensor dresidual;  // defined when args.residual was
+};
+// `y` is the forward output (needed when args.relu). `training` selects the
+// batch-statistics backward (train) or the affine backward (eval/frozen stats).
+BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x,
+                                   const Tensor& y, const Tensor& gamma,
+                                   const BatchNormSaved& saved, const BatchNormArgs& args,
+                                   bool training, Tensor& dgamma, Tensor& dbeta, bool accumulate);
+
+// ---- element-wise -----------------------------------------------------------
+Tensor relu(Context& ctx, const Tensor& x);
+Tensor relu_backward(Context& ctx, const Tensor& dy, const Tensor& y);
+Tensor add(Context& ctx, const Tensor& a, const Tensor& b);  // same shapes
+Tensor mul(Context& ctx, const Tensor& a, const Tensor& b);  // same shapes
+Tensor scale(Context& ctx, const Tensor& x, double alpha);
+// acc += x in place (gradient fan-out sums).
+void add_inplace(Context& ctx, Tensor& acc, const Tensor& x);
+// Converts dtype on any device (mixed precision casts).
+Tensor cast(Context& ctx, const Tensor& x, DType dtype);
+void fill(Context& ctx, Tensor& t, double value);
+
+// ---- pooling and resizing (NHWC) ----------------------------------------------
+struct PoolGeometry {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+  bool count_include_pad = true;  // average pooling, as PyTorch's default
+};
+Shape pool2d_output_shape(const Shape& x, const PoolGeometry& g);
+Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g);
+// Gradient goes to the first maximum of each window (PyTorch's CPU choice).
+Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                           const PoolGeometry& g);
+Tensor avg_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g);
+Tensor avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape,
+                           const PoolGeometry& g);
+// PyTorch's bins: start = floor(i*H/out), end = ceil((i+1)*H/out).
+Tensor adaptive_avg_pool2d(Context& ctx, const Tensor& x, int out_h, int out_w);
+Tensor adaptive_avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape);
+// Bilinear, align_corners=false (PyTorch's F.interpolate default for 'bilinear').
+Tensor resize_bilinear(Context& ctx, const Tensor& x, int out_h, int out_w);
+Tensor resize_bilinear_backward(Context& ctx, const Tensor& dy, const Shape& x_shape);
+
+// ---- channel concat (last dim) ------------------------------------------------
+Tensor concat_channels(Context& ctx, const std::vector<Tensor>& xs);
+std::vector<Tensor> split_channels(Context& ctx, const Tensor& dy,
+                                   const std::vector<int64_t>& channels);
+
+// ---- dropout --------------------------------------------------------------------
+// The keep mask is a pure function of (ctx.seed(), offset, element index) through
+// a Philox-4x32-10 counter RNG, identical on CPU and CUDA; backward recomputes it,
+// so nothing is saved. Kept elements are scaled by 1/(1-p).
+Tensor dropout(Context& ctx, const Tensor& x, double p, uint64_t offset);
+Tensor dropout_backward(Context& ctx, const Tensor& dy, double p, uint64_t offset);
+uint32_t philox_uniform_bits(uint64_t seed, uint64_t offset, uint64_t index);  // for tests
+
+// ---- losses (scalar results are 1-element f32 tensors) ------------------------------
+// logits [..., C] (e.g. [N,H,W,C] or [N,C]); labels [...] as u8, i32 or i64.
+// Mean over non-ignored elements weighted by class_weights[label] (PyTorch's
+// reduction='mean'); class_weights optional f32 [C]. Labels outside [0, C) other
+// than ignore_index raise an error on the CPU and set the loss to NaN on CUDA.
+Tensor softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
+                             const Tensor& class_weights, int ignore_index = 255);
+Tensor softmax_cross_entropy_backward(Context& ctx, const Tensor& dloss, const Tensor& logits,
+                                      const Tensor& labels, const Tensor& class_weights,
+                                      int ignore_index = 255);
+
+// Mean over valid elements of |pred - target| (L1) or PyTorch's smooth-L1 with
+// `beta`. mask: optional, same shape, u8 or f32, valid where nonzero. With no
+// valid element the loss is 0 and so is the gradient.
+enum class RegressionLoss { l1, smooth_l1 };
+Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, const Tensor& target,
+                       const Tensor& mask, double beta = 1.0);
+Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
+                                const Tensor& pred, const Tensor& target, const Tensor& mask,
+                                double beta = 1.0);
+
+// ---- reductions -------------------------------------------------------------------
+Tensor sum(Context& ctx, const Tensor& x);   // 1-element f32 (f64 for f64 input)
+Tensor mean(Context& ctx, const Tensor& x);
+// dx = dloss (broadcast) for sum, dloss / numel for mean.
+Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
+Tensor mean_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
+// Index of the largest element along the last dim: [..., C] -> [...] i32.
+Tensor argmax_channels(Context& ctx, const Tensor& x);
+
+}  // namespace cohort::core::ops

@@ -1,0 +1,62 @@
+#pragma once
+// Fused optimizer and mixed-precision kernels over flat parameter/gradient
+// buffers. One call updates every parameter of every group: the segment table
+// carries each contiguous run's learning rate and weight decay, so parameters
+// with different hyper-parameters (no-decay for BN/bias, LR multipliers) need no
+// separate launches. CPU implementation in kernels.cpp, CUDA in kernels_cuda.cu.
+//
+// `skip` (optional, 1-element f32 on the buffers' device): when it holds a nonzero
+// value the update is a no-op. This is how an fp16 step with overflowing
+// gradients is skipped without the host reading the overflow flag.
+#include <cstdint>
+#include <vector>
+
+#include "core/context.hpp"
+#include "core/tensor.hpp"
+
+namespace cohort::core::optim {
+
+struct UpdateSegment {
+  int64_t offset = 0;  // first element in the flat buffers
+  int64_t count = 0;
+  float lr = 0;
+  float weight_decay = 0;
+};
+
+struct SgdConfig {
+  float momentum = 0;
+  float dampening = 0;
+  bool nesterov = false;
+};
+
+struct AdamWConfig {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+};
+
+// PyTorch's SGD: g += wd*p; buf = first_step ? g : momentum*buf + (1-dampening)*g;
+// g = nesterov ? g + momentum*buf : buf; p -= lr*g. params/grads/momentum are f32.
+void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
+              const std::vector<UpdateSegment>& segments, const SgdConfig& config, bool first_step,
+              const Tensor& skip);
+
+// PyTorch's AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). step counts from 1.
+void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
+                int64_t step, const Tensor& skip);
+
+// grads *= inv_scale[0]; found_non_finite[0] = 1 if any element of grads was inf or
+// NaN before scaling (else left as it was). inv_scale, found_non_finite: 1-element f32.
+void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
+                       Tensor& found_non_finite);
+
+// Sum of squares of an f32 buffer as a 1-element f32 tensor (global grad-norm).
+Tensor sum_of_squares(Context& ctx, const Tensor& x);
+
+// x *= factor[0] (gradient clipping by a device-computed factor).
+void scale_by(Context& ctx, Tensor& x, const Tensor& factor);
+
+// Copies an f32 master buffer into a bf16/f16 compute copy (and back for grads).
+void cast_into(Context& ctx, Tensor& dst, const Tensor& src);
+
+}  // namespace cohort::core::optim
