@@ -1,0 +1,126 @@
+#pragma once
+// Graph: a model as a DAG of layers, built once, then run many times.
+//
+//   Graph g;
+//   auto x = g.input("image");
+//   auto c = g.add("conv1", std::make_unique<Conv2d>(...), {x});
+//   ...
+//   g.build(Device::cuda(0), /*seed=*/0);
+//   g.forward(ctx, {{"image", batch}, {"label", labels}}, {.training = true});
+//   g.backward(ctx, {loss});
+//
+// The executor runs forward in insertion order (which is topological: a node's
+// inputs must exist when it is added) and backward in reverse. It sums gradients
+// where an output fans out, frees each layer's saved tensors right after that
+// layer's backward, fires the gradient-ready hook when a layer's parameter
+// gradients are final, runs backward from any chosen subset of losses, and skips
+// frozen parameters (no gradient computed, no hook).
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/nn/layer.hpp"
+
+namespace cohort::core::nn {
+
+using NodeId = int;
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  // ---- building ----------------------------------------------------------------
+  NodeId input(const std::string& name);
+  NodeId add(const std::string& name, std::unique_ptr<Layer> layer, std::vector<NodeId> inputs);
+  // Allocates the flat buffers on `device` and initialises parameters and buffers
+  // deterministically from `seed` (each parameter from seed and its own name, so
+  // adding a layer does not change the others). `compute` is f32, bf16 or f16.
+  void build(Device device, uint64_t seed, DType compute = DType::f32);
+  bool built() const { return m_built; }
+
+  // ---- running -------------------------------------------------------------------
+  struct ForwardResult {
+    std::map<NodeId, Tensor> outputs;
+  };
+  // Runs the nodes needed for `wanted` (all loss nodes and marked outputs when empty).
+  // Inputs are bound by name; an input that no wanted node needs may be omitted.
+  void forward(Context& ctx, const std::map<std::string, Tensor>& inputs, const ForwardArgs& args,
+               std::vector<NodeId> wanted = {});
+  // Output of a node computed by the last forward (kept for wanted nodes only).
+  const Tensor& output(NodeId node) const;
+
+  // Backward from the given scalar nodes (losses), each seeded with its gradient
+  // (1-element f32 tensor on the graph's device; undefined = 1). Only these losses
+  // contribute. accumulate: add into parameter gradients instead of overwriting.
+  struct Seed {
+    NodeId node;
+    Tensor grad;
+  };
+  void backward(Context& ctx, const std::vector<Seed>& seeds, bool accumulate = false);
+
+  // Called during backward with a layer's trainable parameters once their
+  // gradients are final (and, at the end of backward, for layers that the chosen
+  // losses did not reach, whose gradients are then zero or, with accumulate,
+  // unchanged). The data-parallel engine starts bucket all-reduces from here.
+  using GradReadyHook = std::function<void(std::span<Parameter* const>)>;
+  void set_grad_ready_hook(GradReadyHook hook) { m_hook = std::move(hook); }
+
+  // Copies master weights into the compute-dtype copies (call after each optimizer
+  // step when a 16-bit compute dtype is used; a no-op for f32).
+  void refresh_compute_weights(Context& ctx);
+  void zero_grad(Context& ctx);
+
+  // ---- parameters ------------------------------------------------------------------
+  // Freezes (trainable=false) or unfreezes every parameter whose name starts with prefix.
+  int set_trainable(const std::string& prefix, bool trainable);
+  std::vector<Parameter>& parameters() { return m_params; }
+  const std::vector<Parameter>& parameters() const { return m_params; }
+  std::vector<Buffer>& buffers() { return m_buffers; }
+  Parameter& parameter(const std::string& name);
+  Tensor& flat_params() { return m_flat_params; }
+  Tensor& flat_grads() { return m_flat_grads; }
+  int64_t num_parameters() const { return m_flat_params.numel(); }
+  // Parameters and buffers by full name (views, not copies): for checkpoints and import.
+  std::map<std::string, Tensor> state() const;
+
+  NodeId node(const std::string& name) const;
+  const std::string& node_name(NodeId id) const { return m_nodes.at(id).name; }
+  Layer& layer(NodeId id) { return *m_nodes.at(id).layer; }
+  int num_nodes() const { return static_cast<int>(m_nodes.size()); }
+  Device device() const { return m_device; }
+  DType compute_dtype() const { return m_compute; }
+
+ private:
+  struct Node {
+    std::string name;
+    std::unique_ptr<Layer> layer;  // null for graph inputs
+    std::vector<NodeId> inputs;
+    std::vector<NodeId> consumers;
+    std::vector<size_t> param_indices;
+  };
+  void check_built(const char* what) const;
+  std::vector<bool> ancestors_of(const std::vector<NodeId>& nodes) const;
+  void finish_layer_grads(Context& ctx, Node& node, bool accumulate);
+
+  std::vector<Node> m_nodes;
+  std::vector<Parameter> m_params;
+  std::vector<Buffer> m_buffers;
+  Tensor m_flat_params, m_flat_grads, m_flat_compute, m_flat_compute_grads;
+  Device m_device;
+  DType m_compute = DType::f32;
+  bool m_built = false;
+
+  // Per-run state.
+  std::vector<Tensor> m_outputs;
+  std::vector<Saved> m_saved;
+  std::vector<bool> m_ran;
+  std::vector<bool> m_keep;
+  GradReadyHook m_hook;
+};
+
+}  // namespace cohort::core::nn

@@ -1,0 +1,38 @@
+// Loss layers: scalar outputs on the device; labels, targets and masks get no gradient.
+#include "core/nn/layers.hpp"
+
+namespace cohort::core::nn {
+
+Tensor CrossEntropyLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
+                                 const ForwardArgs&) {
+  if (m_weights.defined() && m_weights.device() != ctx.device())
+    m_weights = m_weights.to(ctx.device(), ctx.stream());
+  saved.tensors = {in[0], in[1]};
+  return ops::softmax_cross_entropy(ctx, in[0], in[1], m_weights, m_ignore);
+}
+
+std::vector<Tensor> CrossEntropyLoss::backward(Context& ctx, const Tensor& dy, Saved& saved,
+                                               const BackwardArgs&) {
+  return {ops::softmax_cross_entropy_backward(ctx, dy, saved.tensors.at(0), saved.tensors.at(1),
+                                              m_weights, m_ignore),
+          Tensor()};
+}
+
+Tensor RegressionLossLayer::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
+                                    const ForwardArgs&) {
+  const Tensor mask = m_masked ? in[2] : Tensor();
+  saved.tensors = {in[0], in[1], mask};
+  return ops::regression_loss(ctx, m_kind, in[0], in[1], mask, m_beta);
+}
+
+std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy, Saved& saved,
+                                                  const BackwardArgs&) {
+  std::vector<Tensor> out{ops::regression_loss_backward(ctx, m_kind, dy, saved.tensors.at(0),
+                                                        saved.tensors.at(1), saved.tensors.at(2),
+                                                        m_beta),
+                          Tensor()};
+  if (m_masked) out.emplace_back();
+  return out;
+}
+
+}  // namespace cohort::core::nn
