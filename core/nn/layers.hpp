@@ -220,4 +220,13 @@ class RegressionLossLayer : public Layer {
   double m_beta;
 };
 
+// Mean of all elements of its input as a scalar loss (benchmarks, simple objectives).
+class MeanLoss : public Layer {
+ public:
+  std::string kind() const override { return "MeanLoss"; }
+  bool is_loss() const override { return true; }
+  Tensor forward(Context&, const std::vector<Tensor>&, Saved&, const ForwardArgs&) override;
+  std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
+};
+
 }  // namespace cohort::core::nn

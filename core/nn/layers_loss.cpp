@@ -35,4 +35,16 @@ std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy
   return out;
 }
 
+Tensor MeanLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
+                         const ForwardArgs&) {
+  saved.shapes = {in[0].shape()};
+  saved.tensors = {Tensor::empty(Shape{1}, in[0].dtype())};  // remembers the dtype only
+  return ops::mean(ctx, in[0]);
+}
+
+std::vector<Tensor> MeanLoss::backward(Context& ctx, const Tensor& dy, Saved& saved,
+                                       const BackwardArgs&) {
+  return {ops::mean_backward(ctx, dy, saved.shapes.at(0), saved.tensors.at(0).dtype())};
+}
+
 }  // namespace cohort::core::nn

@@ -1,0 +1,22 @@
+#pragma once
+// `cohort bench stack`: forward+backward time of a ResNet-50 (torchvision's
+// layout, without the classifier) built from cohort's conv/BN/ReLU layers, with
+// a mean-of-features loss. The PyTorch eager baseline is tools/bench_torch_stack.py.
+#include <string>
+
+#include "core/device.hpp"
+
+namespace cohort::launch {
+
+struct BenchStackOptions {
+  core::Device device = core::Device::cpu();
+  int batch = 256;
+  int image_size = 224;
+  std::string dtype = "bf16";
+  int warmup = 5;
+  int iters = 20;
+};
+
+void run_bench_stack(const BenchStackOptions& options);
+
+}  // namespace cohort::launch
