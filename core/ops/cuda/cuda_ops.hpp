@@ -56,6 +56,8 @@ std::vector<Tensor> split_channels(Context& ctx, const Tensor& dy,
                                    const std::vector<int64_t>& channels);
 Tensor dropout(Context& ctx, const Tensor& x, double p, uint64_t offset);
 Tensor dropout_backward(Context& ctx, const Tensor& dy, double p, uint64_t offset);
+Tensor softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
+                             const Tensor& class_weights, int ignore_index);
 Tensor softmax_cross_entropy_backward(Context& ctx, const Tensor& dloss, const Tensor& logits,
                                       const Tensor& labels, const Tensor& class_weights,
                                       int ignore_index);

@@ -1,0 +1,196 @@
+// Optimizers, parameter groups, schedules and the loss scaler against values
+// computed by hand from PyTorch's documented update rules.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+
+#include "core/nn/graph.hpp"
+#include "core/nn/layers.hpp"
+#include "core/ops/ops.hpp"
+#include "core/optim/loss_scaler.hpp"
+#include "core/optim/optimizer.hpp"
+#include "core/optim/schedule.hpp"
+
+namespace cohort::core::optim {
+namespace {
+
+// fc (weight 2x3, bias 2) followed by a BatchNorm-free head: enough parameters to
+// see groups and no-decay.
+struct Net {
+  nn::Graph g;
+  Net() {
+    const nn::NodeId x = g.input("x");
+    const nn::NodeId a = g.add("body", std::make_unique<nn::Linear>(3, 2), {x});
+    g.add("head", std::make_unique<nn::Linear>(2, 1), {a});
+    g.build(Device::cpu(), 1);
+  }
+  // Sets every gradient to a fixed pattern.
+  void set_grads(double base) {
+    float* gp = g.flat_grads().data<float>();
+    for (int64_t i = 0; i < g.num_parameters(); ++i) gp[i] = static_cast<float>(base + 0.1 * i);
+  }
+};
+
+TEST(Sgd, MomentumNesterovWeightDecayMatchTheReference) {
+  Net net;
+  OptimizerConfig c;
+  c.kind = "sgd";
+  c.momentum = 0.9;
+  c.nesterov = true;
+  c.weight_decay = 0.01;
+  c.no_decay_bias_bn = true;
+  Optimizer opt(net.g, c);
+  Context ctx;
+  const std::vector<double> p0 = net.g.flat_params().to_vector();
+  std::vector<double> p = p0, buf(p.size(), 0.0);
+  for (int step = 0; step < 3; ++step) {
+    net.set_grads(0.5 - step);
+    const std::vector<double> g = net.g.flat_grads().to_vector();
+    opt.step(ctx, 0.1);
+    for (const nn::Parameter& prm : net.g.parameters()) {
+      const double wd = prm.no_decay ? 0.0 : 0.01;
+      for (int64_t i = prm.offset; i < prm.offset + prm.shape.numel(); ++i) {
+        double d = g[i] + wd * p[i];
+        buf[i] = step == 0 ? d : 0.9 * buf[i] + d;
+        d = d + 0.9 * buf[i];
+        p[i] -= 0.1 * d;
+      }
+    }
+  }
+  const std::vector<double> got = net.g.flat_params().to_vector();
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(got[i], p[i], 1e-5) << "element " << i;
+}
+
+TEST(AdamW, MatchesTheReferenceWithGroupsAndNoDecay) {
+  Net net;
+  OptimizerConfig c;
+  c.kind = "adamw";
+  c.weight_decay = 0.05;
+  c.groups = {{"head", 10.0, std::nullopt}};
+  Optimizer opt(net.g, c);
+  Context ctx;
+  std::vector<double> p = net.g.flat_params().to_vector();
+  std::vector<double> m(p.size(), 0.0), v(p.size(), 0.0);
+  for (int step = 1; step <= 4; ++step) {
+    net.set_grads(-0.3 * step);
+    const std::vector<double> g = net.g.flat_grads().to_vector();
+    opt.step(ctx, 1e-2);
+    for (const nn::Parameter& prm : net.g.parameters()) {
+      const double lr = prm.name.rfind("head", 0) == 0 ? 0.1 : 1e-2;
+      const double wd = prm.no_decay ? 0.0 : 0.05;
+      for (int64_t i = prm.offset; i < prm.offset + prm.shape.numel(); ++i) {
+        p[i] *= 1 - lr * wd;
+        m[i] = 0.9 * m[i] + 0.1 * g[i];
+        v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+        const double mhat = m[i] / (1 - std::pow(0.9, step));
+        const double vhat = v[i] / (1 - std::pow(0.999, step));
+        p[i] -= lr * mhat / (std::sqrt(vhat) + 1e-8);
+      }
+    }
+  }
+  const std::vector<double> got = net.g.flat_params().to_vector();
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(got[i], p[i], 2e-5) << "element " << i;
+}
+
+TEST(Optimizer, FrozenParametersAreNotUpdatedEvenWithWeightDecay) {
+  Net net;
+  net.g.set_trainable("body", false);
+  OptimizerConfig c;
+  c.weight_decay = 0.1;
+  Optimizer opt(net.g, c);
+  Context ctx;
+  const std::vector<double> before = net.g.parameter("body.weight").value.to_vector();
+  net.set_grads(1.0);
+  opt.step(ctx, 0.5);
+  EXPECT_EQ(net.g.parameter("body.weight").value.to_vector(), before);
+  EXPECT_NE(net.g.parameter("head.weight").value.to_vector()[0],
+            net.g.parameter("head.weight").grad.to_vector()[0]);
+}
+
+TEST(Optimizer, SkipFlagMakesTheStepANoOp) {
+  Net net;
+  Optimizer opt(net.g, OptimizerConfig{});
+  Context ctx;
+  const std::vector<double> before = net.g.flat_params().to_vector();
+  net.set_grads(1.0);
+  opt.step(ctx, 0.5, Tensor::from_vector({1.0}, Shape{1}));
+  EXPECT_EQ(net.g.flat_params().to_vector(), before);
+}
+
+TEST(Optimizer, UnknownGroupOrKindIsRefused) {
+  Net net;
+  OptimizerConfig c;
+  c.groups = {{"missing", 1.0, std::nullopt}};
+  EXPECT_THROW(Optimizer(net.g, c), Error);
+  OptimizerConfig k;
+  k.kind = "lamb";
+  EXPECT_THROW(Optimizer(net.g, k), Error);
+}
+
+TEST(Schedule, ShapesMatchTheirFormulas) {
+  ScheduleConfig poly{"poly", 0.01, 1000};
+  EXPECT_DOUBLE_EQ(learning_rate(poly, 0), 0.01);
+  EXPECT_NEAR(learning_rate(poly, 500), 0.01 * std::pow(0.5, 0.9), 1e-12);
+  EXPECT_NEAR(learning_rate(poly, 1000), 0.0, 1e-12);
+
+  ScheduleConfig cosine{"cosine", 0.1, 100};
+  EXPECT_NEAR(learning_rate(cosine, 50), 0.05, 1e-12);
+
+  ScheduleConfig step{"step", 0.1};
+  step.milestones = {10, 20};
+  EXPECT_NEAR(learning_rate(step, 9), 0.1, 1e-12);
+  EXPECT_NEAR(learning_rate(step, 10), 0.01, 1e-12);
+  EXPECT_NEAR(learning_rate(step, 25), 0.001, 1e-12);
+
+  ScheduleConfig warm{"constant", 0.2};
+  warm.warmup_steps = 10;
+  warm.warmup_start_factor = 0.0;
+  EXPECT_NEAR(learning_rate(warm, 0), 0.0, 1e-12);
+  EXPECT_NEAR(learning_rate(warm, 5), 0.1, 1e-12);
+  EXPECT_NEAR(learning_rate(warm, 10), 0.2, 1e-12);
+
+  ScheduleConfig bad{"poly", 0.1, 10};
+  bad.warmup_steps = 10;
+  EXPECT_THROW(validate(bad), Error);
+  EXPECT_THROW(validate(ScheduleConfig{"exotic", 0.1}), Error);
+}
+
+TEST(LossScaler, BacksOffOnOverflowGrowsAfterTheIntervalAndRestores) {
+  LossScalerConfig c;
+  c.enabled = true;
+  c.init_scale = 1024;
+  c.growth_interval = 2;
+  LossScaler scaler(c, Device::cpu());
+  Context ctx;
+  EXPECT_EQ(scaler.seed().item(), 1024.0);
+
+  Tensor grads = Tensor::from_vector({2048.0, -1024.0}, Shape{2});
+  scaler.unscale(ctx, grads);
+  EXPECT_EQ(grads.to_vector(), (std::vector<double>{2.0, -1.0}));
+  EXPECT_FALSE(scaler.update(ctx));
+
+  Tensor bad = Tensor::from_vector({INFINITY, 1.0}, Shape{2});
+  scaler.unscale(ctx, bad);
+  EXPECT_EQ(scaler.skip_flag().item(), 1.0);
+  EXPECT_TRUE(scaler.update(ctx));
+  EXPECT_EQ(scaler.state().scale, 512.0);
+  EXPECT_EQ(scaler.state().skipped_steps, 1);
+  EXPECT_EQ(scaler.skip_flag().item(), 0.0) << "flag is cleared for the next step";
+
+  for (int i = 0; i < 2; ++i) {
+    Tensor g = Tensor::from_vector({1.0}, Shape{1});
+    scaler.unscale(ctx, g);
+    EXPECT_FALSE(scaler.update(ctx));
+  }
+  EXPECT_EQ(scaler.state().scale, 1024.0);
+  EXPECT_EQ(scaler.seed().item(), 1024.0);
+
+  LossScaler restored(c, Device::cpu());
+  restored.set_state(ctx, LossScalerState{256.0, 1, 3});
+  EXPECT_EQ(restored.seed().item(), 256.0);
+  EXPECT_EQ(restored.state().skipped_steps, 3);
+}
+
+}  // namespace
+}  // namespace cohort::core::optim

@@ -1,0 +1,261 @@
+// safetensors import: round trips, refusal of inconsistent headers, weight layout
+// conversion, and the torchvision export script read back end to end.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/io/safetensors.hpp"
+#include "core/io/weight_layout.hpp"
+
+namespace cohort::core::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SafetensorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<int> counter{0};
+    m_dir = fs::temp_directory_path() /
+            ("cohort-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    fs::remove_all(m_dir);
+    fs::create_directories(m_dir);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(m_dir, ec);
+  }
+  std::string path(const std::string& name) const { return (m_dir / name).string(); }
+
+  fs::path m_dir;
+};
+
+Tensor random_bytes(const Shape& shape, DType dtype, uint32_t seed) {
+  Tensor t = Tensor::empty(shape, dtype);
+  std::mt19937 rng(seed);
+  auto* p = static_cast<unsigned char*>(t.raw());
+  for (size_t i = 0; i < t.nbytes(); ++i)
+    p[i] = static_cast<unsigned char>(rng());
+  return t;
+}
+
+// A file with the given header text and `data_bytes` bytes of data.
+void write_raw(const std::string& file, const std::string& header, size_t data_bytes) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i, n >>= 8)
+    out.put(static_cast<char>(n & 0xff));
+  out << header;
+  for (size_t i = 0; i < data_bytes; ++i)
+    out.put(static_cast<char>(i));
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(SafetensorsTest, RoundTripIsBitExactForEveryDtype) {
+  std::map<std::string, Tensor> tensors;
+  uint32_t seed = 1;
+  for (DType t :
+       {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i64, DType::i32, DType::u8})
+    tensors["layer." + std::string(dtype_name(t))] = random_bytes(Shape{3, 1, 5}, t, seed++);
+  tensors["bn.num_batches_tracked"] = random_bytes(Shape{}, DType::i64, 50);
+  tensors["empty"] = Tensor::empty(Shape{0}, DType::f32);
+
+  const std::string file = path("w.safetensors");
+  write_safetensors(file, tensors);
+  const std::map<std::string, Tensor> back = read_safetensors(file);
+  ASSERT_EQ(back.size(), tensors.size());
+  for (const auto& [name, t] : tensors) {
+    ASSERT_TRUE(back.contains(name)) << name;
+    const Tensor& r = back.at(name);
+    EXPECT_EQ(r.dtype(), t.dtype()) << name;
+    EXPECT_EQ(r.shape(), t.shape()) << name << ": " << r.str();
+    EXPECT_EQ(std::memcmp(r.raw(), t.raw(), t.nbytes()), 0) << name;
+  }
+}
+
+TEST_F(SafetensorsTest, MetadataIsSkippedAndLittleEndianValuesDecode) {
+  const std::string file = path("m.safetensors");
+  // 1.5f little-endian is 00 00 c0 3f; write_raw's data bytes are 0, 1, 2, ...; so
+  // build the data by hand instead.
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  {
+    std::ofstream out(file, std::ios::binary);
+    uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i, n >>= 8)
+      out.put(static_cast<char>(n & 0xff));
+    out << header;
+    const unsigned char value[4] = {0x00, 0x00, 0xc0, 0x3f};
+    out.write(reinterpret_cast<const char*>(value), 4);
+  }
+  const auto back = read_safetensors(file);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back.at("x").to_vector(), std::vector<double>{1.5});
+}
+
+TEST_F(SafetensorsTest, OffsetsPastTheFileAreRefusedNamingTensorAndFile) {
+  const std::string file = path("short.safetensors");
+  write_raw(file,
+            R"({"ok":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+            R"("conv1.weight":{"dtype":"F32","shape":[4],"data_offsets":[2,18]}})",
+            10);
+  const std::string message = error_of([&] { read_safetensors(file); });
+  EXPECT_NE(message.find("conv1.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find(file), std::string::npos) << message;
+  EXPECT_NE(message.find("past the data section"), std::string::npos) << message;
+}
+
+TEST_F(SafetensorsTest, InconsistentHeadersAreRefused) {
+  struct Case {
+    const char* header;
+    size_t data;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,12]}})", 16, "span 12 bytes"},
+      {R"({"w":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}})", 4, "'I8' is not supported"},
+      {R"({"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", 16, "negative"},
+      {R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[8,0]}})", 16, "backwards"},
+      {R"({"w":{"dtype":"F32","shape":[4]}})", 16, "data_offsets"},
+      {R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})", 16,
+       "too large"},
+      {R"({"w":)", 16, "not valid JSON"},
+      {R"([1,2])", 16, "not a JSON object"},
+  };
+  for (const Case& c : cases) {
+    const std::string file = path("bad.safetensors");
+    write_raw(file, c.header, c.data);
+    const std::string message = error_of([&] { read_safetensors(file); });
+    EXPECT_NE(message.find(c.expect), std::string::npos) << c.header << " -> " << message;
+    EXPECT_NE(message.find(file), std::string::npos) << message;
+  }
+
+  // A header length larger than the file.
+  const std::string file = path("len.safetensors");
+  {
+    std::ofstream out(file, std::ios::binary);
+    const unsigned char length[8] = {0xff, 0xff, 0, 0, 0, 0, 0, 0};
+    out.write(reinterpret_cast<const char*>(length), 8);
+    out << "{}";
+  }
+  const std::string message = error_of([&] { read_safetensors(file); });
+  EXPECT_NE(message.find("does not fit"), std::string::npos) << message;
+  EXPECT_THROW(read_safetensors(path("missing.safetensors")), Error);
+}
+
+TEST(WeightLayout, ConvWeightsMoveInputChannelsLast) {
+  const int64_t O = 3, I = 2, H = 2, W = 3;
+  std::vector<double> values(static_cast<size_t>(O * I * H * W));
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<double>(i);
+  const Tensor oihw = Tensor::from_vector(values, Shape{O, I, H, W}, DType::f32);
+
+  const Tensor ohwi = convert_conv_weight_oihw_to_ohwi(oihw);
+  ASSERT_EQ(ohwi.shape(), (Shape{O, H, W, I}));
+  const float* out = ohwi.data<float>();
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t i = 0; i < I; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          EXPECT_EQ(out[((o * H + h) * W + w) * I + i], values[((o * I + i) * H + h) * W + w]);
+
+  // conv_transpose: [I, O, kh, kw] -> [I, kh, kw, O], the same move; any dtype.
+  const Tensor iohw = Tensor::from_vector(values, Shape{I, O, H, W}, DType::bf16);
+  const Tensor ihwo = convert_conv_transpose_weight_iohw_to_ihwo(iohw);
+  ASSERT_EQ(ihwo.shape(), (Shape{I, H, W, O}));
+  const std::vector<double> t = ihwo.to_vector();
+  for (int64_t i = 0; i < I; ++i)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          EXPECT_EQ(t[static_cast<size_t>(((i * H + h) * W + w) * O + o)],
+                    values[static_cast<size_t>(((i * O + o) * H + h) * W + w)]);
+
+  EXPECT_THROW(convert_conv_weight_oihw_to_ohwi(Tensor::zeros(Shape{2, 3}, DType::f32)), Error);
+}
+
+std::string source_dir() {
+  if (const char* env = std::getenv("COHORT_SOURCE_DIR")) return env;
+  // This file is tests/core/test_safetensors.cpp under the source root.
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
+}
+
+// Runs a shell command and returns its stdout; sets `status` to its exit status.
+std::string run(const std::string& command, int& status) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) {
+    status = -1;
+    return out;
+  }
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+    out.append(buffer, n);
+  status = ::pclose(pipe);
+  return out;
+}
+
+TEST_F(SafetensorsTest, TorchvisionExportReadsBack) {
+  const std::string python = "/usr/bin/python3";
+  int status = -1;
+  if (fs::exists(python))
+    run(python + " -c 'import torch, torchvision, numpy' 2>/dev/null", status);
+  if (status != 0) GTEST_SKIP() << "no /usr/bin/python3 with torch, torchvision and numpy";
+  const std::string script = source_dir() + "/tools/export_torchvision_safetensors.py";
+  ASSERT_TRUE(fs::exists(script)) << script;
+
+  const std::string file = path("resnet18.safetensors");
+  const std::string listing =
+      run(python + " " + script + " resnet18 " + file + " --random-seed 0 --list", status);
+  ASSERT_EQ(status, 0) << listing;
+  const nlohmann::json names = nlohmann::json::parse(listing);
+  ASSERT_TRUE(names.is_array());
+
+  const std::map<std::string, Tensor> tensors = read_safetensors(file);
+  EXPECT_EQ(tensors.size(), names.size());
+  EXPECT_EQ(tensors.size(), 122u);  // resnet18: 62 parameters + 60 batch-norm buffers
+  for (const auto& name : names)
+    EXPECT_TRUE(tensors.contains(name.get<std::string>())) << name;
+
+  const Tensor& conv1 = tensors.at("conv1.weight");
+  EXPECT_EQ(conv1.shape(), (Shape{64, 3, 7, 7}));
+  EXPECT_EQ(conv1.dtype(), DType::f32);
+  // Kaiming normal, fan_out mode: std = sqrt(2 / (64 * 7 * 7)) ~ 0.0253.
+  double sum2 = 0;
+  for (double v : conv1.to_vector())
+    sum2 += v * v;
+  EXPECT_NEAR(std::sqrt(sum2 / static_cast<double>(conv1.numel())), 0.0253, 0.0025);
+  EXPECT_EQ(tensors.at("bn1.weight").to_vector(), std::vector<double>(64, 1.0));
+  const Tensor& tracked = tensors.at("bn1.num_batches_tracked");
+  EXPECT_EQ(tracked.dtype(), DType::i64);
+  EXPECT_EQ(tracked.rank(), 0);
+  EXPECT_EQ(tensors.at("fc.weight").shape(), (Shape{1000, 512}));
+
+  const Tensor ohwi = convert_conv_weight_oihw_to_ohwi(conv1);
+  EXPECT_EQ(ohwi.shape(), (Shape{64, 7, 7, 3}));
+  // [o=1, i=2, h=3, w=4] lands at [1, 3, 4, 2].
+  EXPECT_EQ(ohwi.data<float>()[((1 * 7 + 3) * 7 + 4) * 3 + 2],
+            conv1.data<float>()[((1 * 3 + 2) * 7 + 3) * 7 + 4]);
+}
+
+}  // namespace
+}  // namespace cohort::core::io
