@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One-shot check on a GPU host (no network): builds the CUDA backend for sm_90,
+# runs the gpu-labelled tests, the Fashion-MNIST demo on the GPU, and the
+# ResNet-50 stack benchmark next to PyTorch eager. Logs go to $OUT (or ./gpu-out).
+#   tools/gpu-check.sh [fashion-mnist-dir]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+data=${1:-/usr/share/datasets/fashion-mnist}
+log() { echo "== $*" | tee -a "$out/summary.txt"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/summary.txt"
+start=$(date +%s)
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCOHORT_WITH_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+cmake --build build/gpu -j16 --target cohort cohort_gpu_tests > "$out/build.log" 2>&1 \
+  || { grep -E "error|FAILED" "$out/build.log" | head -40; exit 1; }
+log "build: $(( $(date +%s) - start )) s"
+
+(cd build/gpu && timeout 300 ctest -L gpu -j4 --timeout 120 --output-on-failure) > "$out/gpu-tests.log" 2>&1
+log "gpu tests: $(grep -E 'tests passed|tests failed' "$out/gpu-tests.log")"
+grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess" "$out/gpu-tests.log" | head -40 | tee -a "$out/summary.txt"
+
+if [[ "${SKIP_DEMO:-0}" != 1 ]]; then
+  timeout 120 build/gpu/launch/cohort demo --device cuda:0 --data "$data" > "$out/demo.log" 2>&1
+  log "demo: $(tail -1 "$out/demo.log")"
+fi
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+  timeout 120 build/gpu/launch/cohort bench stack --device cuda:0 --batch 256 --dtype bf16 \
+    --iters 20 > "$out/bench-cohort.log" 2>&1
+  log "cohort: $(tail -2 "$out/bench-cohort.log" | tr '\n' ' ')"
+  timeout 120 python3 tools/bench_torch_stack.py --batch 256 --dtype bf16 --iters 20 \
+    > "$out/bench-torch.log" 2>&1
+  log "torch: $(tail -2 "$out/bench-torch.log" | tr '\n' ' ')"
+fi
+log "total: $(( $(date +%s) - start )) s"
