@@ -14,8 +14,10 @@ namespace cohort::core {
 
 class Context {
  public:
-  // For a CUDA device, creates a non-blocking stream unless `stream` is given
-  // (then the caller keeps ownership).
+  // For a CUDA device, takes a non-blocking stream from a per-device pool unless
+  // `stream` is given (then the caller keeps ownership). Pooled streams are
+  // synchronised and returned, never destroyed, so tensors allocated on them may
+  // outlive the Context.
   explicit Context(Device device = Device::cpu(), StreamHandle stream = nullptr);
   ~Context();
   Context(const Context&) = delete;

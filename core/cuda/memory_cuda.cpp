@@ -102,15 +102,43 @@ void cuda_stream_synchronize(StreamHandle stream) {
 
 namespace cohort::core {
 
+// Streams of contexts are pooled per device and never destroyed: a tensor frees
+// its memory on the stream it was allocated on (cudaFreeAsync), and tensors may
+// outlive the Context that made them (a graph's parameters outlive the setup
+// context of Graph::build). A released stream is synchronised first, so it comes
+// back empty, and the next Context on that device reuses it.
+namespace {
+std::mutex g_stream_pool_mutex;
+std::vector<std::pair<int, cudaStream_t>> g_free_streams;
+std::vector<std::pair<cudaStream_t, int>> g_stream_devices;
+}  // namespace
+
 StreamHandle cuda_create_stream(int device) {
   COHORT_CUDA_CHECK(cudaSetDevice(device));
+  {
+    std::lock_guard lock(g_stream_pool_mutex);
+    for (auto it = g_free_streams.begin(); it != g_free_streams.end(); ++it) {
+      if (it->first != device) continue;
+      cudaStream_t s = it->second;
+      g_free_streams.erase(it);
+      return s;
+    }
+  }
   cudaStream_t stream = nullptr;
   COHORT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::lock_guard lock(g_stream_pool_mutex);
+  g_stream_devices.emplace_back(stream, device);
   return stream;
 }
 
 void cuda_destroy_stream(StreamHandle stream) noexcept {
-  COHORT_CUDA_CHECK_PRINT(cudaStreamDestroy(stream));
+  COHORT_CUDA_CHECK_PRINT(cudaStreamSynchronize(stream));
+  std::lock_guard lock(g_stream_pool_mutex);
+  for (const auto& [s, device] : g_stream_devices)
+    if (s == stream) {
+      g_free_streams.emplace_back(device, stream);
+      return;
+    }
 }
 
 }  // namespace cohort::core
