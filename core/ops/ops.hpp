@@ -11,8 +11,8 @@
 //  - Input gradients are returned; parameter gradients are written into
 //    caller-owned tensors (views of the flat gradient buffer), overwriting them or,
 //    with `accumulate`, adding to them (gradient accumulation, fan-in).
-//  - Scalar results (losses, sums) are 1-element tensors on the op's device, so a
-//    training step never waits for the host. Upstream gradients of scalars are
+//  - Scalar results (losses, sums) are 1-element tensors on the op's device (f32,
+//    or f64 for f64 inputs on the CPU), so a training step never waits for the host. Upstream gradients of scalars are
 //    also 1-element tensors (`dloss`).
 //  - Every op checks shapes, dtypes and devices and throws cohort::Error naming
 //    the op and both shapes.
@@ -59,6 +59,8 @@ void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Ten
 // ---- batch normalisation over N, H, W per channel (last dim) ------------------
 // Sums statistics across data-parallel ranks for SyncBatchNorm. `values` is an
 // f32 tensor on the op's device; the reducer replaces it with the sum over ranks.
+// Forward reduces [sum x (C), sum x^2 (C), count (1)]; backward reduces
+// [sum dy (C), sum dy*xhat (C), count (1)], dy after the ReLU mask.
 class StatsReducer {
  public:
   virtual ~StatsReducer() = default;
