@@ -5,20 +5,11 @@
 
 #include "core/ops/checks.hpp"
 #include "core/ops/cpu/batch_norm_cpu.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
-#ifdef COHORT_WITH_CUDA
-#include "core/ops/cuda/cuda_ops.hpp"
-#endif
 
 namespace cohort::core::ops {
 namespace {
-
-#ifndef COHORT_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op, const Context& ctx) {
-  COHORT_FAIL(fmt::format("{}: context is on {} but this build has no CUDA backend", op,
-                          ctx.device().str()));
-}
-#endif
 
 void check_x(const char* op, const Tensor& x) {
   check_defined(op, "x", x);
@@ -67,13 +58,8 @@ Tensor batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma, cons
                         BatchNormSaved& saved) {
   const char* op = "batch_norm_train";
   check_forward(op, ctx, x, gamma, beta, running_mean, running_var, args);
-  if (ctx.device().is_cpu())
-    return cpu::batch_norm_train(ctx, x, gamma, beta, running_mean, running_var, args, saved);
-#ifdef COHORT_WITH_CUDA
-  return cuda::batch_norm_train(ctx, x, gamma, beta, running_mean, running_var, args, saved);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(
+      op, ctx, batch_norm_train(ctx, x, gamma, beta, running_mean, running_var, args, saved));
 }
 
 Tensor batch_norm_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -81,13 +67,8 @@ Tensor batch_norm_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const
                        const BatchNormArgs& args, BatchNormSaved& saved) {
   const char* op = "batch_norm_eval";
   check_forward(op, ctx, x, gamma, beta, running_mean, running_var, args);
-  if (ctx.device().is_cpu())
-    return cpu::batch_norm_eval(ctx, x, gamma, beta, running_mean, running_var, args, saved);
-#ifdef COHORT_WITH_CUDA
-  return cuda::batch_norm_eval(ctx, x, gamma, beta, running_mean, running_var, args, saved);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(
+      op, ctx, batch_norm_eval(ctx, x, gamma, beta, running_mean, running_var, args, saved));
 }
 
 // dgamma and dbeta may be undefined (frozen affine parameters); then they are skipped.
@@ -113,15 +94,9 @@ BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor&
   check_args(op, x, args);
   check_device(op, ctx,
                {&dy, &x, &y, &gamma, &saved.mean, &saved.invstd, &dgamma, &dbeta, &args.residual});
-  if (ctx.device().is_cpu())
-    return cpu::batch_norm_backward(ctx, dy, x, y, gamma, saved, args, training, dgamma, dbeta,
-                                    accumulate);
-#ifdef COHORT_WITH_CUDA
-  return cuda::batch_norm_backward(ctx, dy, x, y, gamma, saved, args, training, dgamma, dbeta,
-                                   accumulate);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(
+      op, ctx,
+      batch_norm_backward(ctx, dy, x, y, gamma, saved, args, training, dgamma, dbeta, accumulate));
 }
 
 }  // namespace cohort::core::ops

@@ -6,11 +6,8 @@
 
 #include "core/ops/checks.hpp"
 #include "core/ops/cpu/concat_cpu.hpp"
-#include "core/ops/cpu/cpu_dispatch.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
-#ifdef COHORT_WITH_CUDA
-#include "core/ops/cuda/cuda_ops.hpp"
-#endif
 
 namespace cohort::core::ops {
 namespace {
@@ -41,12 +38,7 @@ Tensor concat_channels(Context& ctx, const std::vector<Tensor>& xs) {
                  fmt::format("{}: input {} is {} but input 0 is {}", op, i, x.str(), first.str()));
     check_device(op, ctx, {&x});
   }
-  if (ctx.device().is_cpu()) return cpu::concat_channels(ctx, xs);
-#ifdef COHORT_WITH_CUDA
-  return cuda::concat_channels(ctx, xs);
-#else
-  cpu::fail_no_cuda(op, first);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, concat_channels(ctx, xs));
 }
 
 std::vector<Tensor> split_channels(Context& ctx, const Tensor& dy,
@@ -65,12 +57,7 @@ std::vector<Tensor> split_channels(Context& ctx, const Tensor& dy,
                            "dy {}",
                            op, fmt::join(channels, ", "), dy.shape().str()));
   check_device(op, ctx, {&dy});
-  if (ctx.device().is_cpu()) return cpu::split_channels(ctx, dy, channels);
-#ifdef COHORT_WITH_CUDA
-  return cuda::split_channels(ctx, dy, channels);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, split_channels(ctx, dy, channels));
 }
 
 }  // namespace cohort::core::ops

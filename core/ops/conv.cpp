@@ -8,11 +8,8 @@
 
 #include "core/ops/checks.hpp"
 #include "core/ops/cpu/conv_cpu.hpp"
-#include "core/ops/cpu/cpu_dispatch.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
-#ifdef COHORT_WITH_CUDA
-#include "core/ops/cuda/cuda_ops.hpp"
-#endif
 
 namespace cohort::core::ops {
 namespace {
@@ -110,6 +107,36 @@ Shape transpose_shape(const char* op, const Shape& x, const char* w_name, const 
   return Shape{x[0], oh, ow, w[3]};
 }
 
+// The output-shape rule of one variant (conv_shape or transpose_shape).
+using ShapeRule = Shape (*)(const char* op, const Shape& x, const char* w_name, const Shape& w,
+                            const ConvGeometry& g);
+
+// Forward: x and w fit under `rule`; the bias (if any) has one value per output
+// channel, which is w's dim `out_channel_dim`.
+void check_forward(const char* op, const Context& ctx, const Tensor& x, const Tensor& w,
+                   const Tensor& bias, const ConvGeometry& g, ShapeRule rule, int out_channel_dim) {
+  check_defined(op, "x", x);
+  check_defined(op, "w", w);
+  rule(op, x.shape(), "w", w.shape(), g);
+  check_bias(op, bias, w.dim(out_channel_dim), w);
+  check_common(op, ctx, {{"x", &x}, {"w", &w}, {"bias", &bias}});
+}
+
+void check_backward_input(const char* op, const Context& ctx, const Tensor& dy, const Tensor& w,
+                          const Shape& x_shape, const ConvGeometry& g, ShapeRule rule) {
+  check_defined(op, "w", w);
+  check_dy(op, dy, rule(op, x_shape, "w", w.shape(), g), x_shape, w.shape());
+  check_common(op, ctx, {{"dy", &dy}, {"w", &w}});
+}
+
+void check_backward_weight(const char* op, const Context& ctx, const Tensor& dy, const Tensor& x,
+                           const Tensor& dw, const ConvGeometry& g, ShapeRule rule) {
+  check_defined(op, "x", x);
+  check_defined(op, "dw", dw);
+  check_dy(op, dy, rule(op, x.shape(), "dw", dw.shape(), g), x.shape(), dw.shape());
+  check_common(op, ctx, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
+}
+
 }  // namespace
 
 Shape conv2d_output_shape(const Shape& x, const Shape& w, const ConvGeometry& g) {
@@ -122,56 +149,22 @@ Shape conv_transpose2d_output_shape(const Shape& x, const Shape& w, const ConvGe
 
 Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
               const ConvGeometry& g) {
-  constexpr const char* op = "conv2d";
-  check_defined(op, "x", x);
-  check_defined(op, "w", w);
-  conv_shape(op, x.shape(), "w", w.shape(), g);
-  check_bias(op, bias, w.dim(0), w);
-  check_common(op, ctx, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-    return cpu::conv2d(ctx, x, w, bias, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::conv2d(ctx, x, w, bias, g);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  check_forward("conv2d", ctx, x, w, bias, g, conv_shape, /*out_channel_dim=*/0);
+  COHORT_RUN_ON_DEVICE("conv2d", ctx, conv2d(ctx, x, w, bias, g));
 }
 
 Tensor conv2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape,
                              const ConvGeometry& g) {
   constexpr const char* op = "conv2d_backward_input";
-  check_defined(op, "w", w);
-  check_dy(op, dy, conv_shape(op, x_shape, "w", w.shape(), g), x_shape, w.shape());
-  check_common(op, ctx, {{"dy", &dy}, {"w", &w}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"w", &w}});
-    return cpu::conv2d_backward_input(ctx, dy, w, x_shape, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::conv2d_backward_input(ctx, dy, w, x_shape, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  check_backward_input(op, ctx, dy, w, x_shape, g, conv_shape);
+  COHORT_RUN_ON_DEVICE(op, ctx, conv2d_backward_input(ctx, dy, w, x_shape, g));
 }
 
 void conv2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
                             bool accumulate, const ConvGeometry& g) {
   constexpr const char* op = "conv2d_backward_weight";
-  check_defined(op, "x", x);
-  check_defined(op, "dw", dw);
-  check_dy(op, dy, conv_shape(op, x.shape(), "dw", dw.shape(), g), x.shape(), dw.shape());
-  check_common(op, ctx, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
-    return cpu::conv2d_backward_weight(ctx, dy, x, dw, accumulate, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  cuda::conv2d_backward_weight(ctx, dy, x, dw, accumulate, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  check_backward_weight(op, ctx, dy, x, dw, g, conv_shape);
+  COHORT_RUN_ON_DEVICE(op, ctx, conv2d_backward_weight(ctx, dy, x, dw, accumulate, g));
 }
 
 void bias_backward(Context& ctx, const Tensor& dy, Tensor& db, bool accumulate) {
@@ -182,69 +175,27 @@ void bias_backward(Context& ctx, const Tensor& dy, Tensor& db, bool accumulate) 
                fmt::format("{}: db must have shape [C] with C the last dim of dy {}, got {}", op,
                            dy.shape().str(), db.shape().str()));
   check_common(op, ctx, {{"dy", &dy}, {"db", &db}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"db", &db}});
-    return cpu::bias_backward(ctx, dy, db, accumulate);
-  }
-#ifdef COHORT_WITH_CUDA
-  cuda::bias_backward(ctx, dy, db, accumulate);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, bias_backward(ctx, dy, db, accumulate));
 }
 
 Tensor conv_transpose2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
                         const ConvGeometry& g) {
-  constexpr const char* op = "conv_transpose2d";
-  check_defined(op, "x", x);
-  check_defined(op, "w", w);
-  transpose_shape(op, x.shape(), "w", w.shape(), g);
-  check_bias(op, bias, w.dim(3), w);
-  check_common(op, ctx, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-    return cpu::conv_transpose2d(ctx, x, w, bias, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::conv_transpose2d(ctx, x, w, bias, g);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  check_forward("conv_transpose2d", ctx, x, w, bias, g, transpose_shape, /*out_channel_dim=*/3);
+  COHORT_RUN_ON_DEVICE("conv_transpose2d", ctx, conv_transpose2d(ctx, x, w, bias, g));
 }
 
 Tensor conv_transpose2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w,
                                        const Shape& x_shape, const ConvGeometry& g) {
   constexpr const char* op = "conv_transpose2d_backward_input";
-  check_defined(op, "w", w);
-  check_dy(op, dy, transpose_shape(op, x_shape, "w", w.shape(), g), x_shape, w.shape());
-  check_common(op, ctx, {{"dy", &dy}, {"w", &w}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"w", &w}});
-    return cpu::conv_transpose2d_backward_input(ctx, dy, w, x_shape, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::conv_transpose2d_backward_input(ctx, dy, w, x_shape, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  check_backward_input(op, ctx, dy, w, x_shape, g, transpose_shape);
+  COHORT_RUN_ON_DEVICE(op, ctx, conv_transpose2d_backward_input(ctx, dy, w, x_shape, g));
 }
 
 void conv_transpose2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
                                       bool accumulate, const ConvGeometry& g) {
   constexpr const char* op = "conv_transpose2d_backward_weight";
-  check_defined(op, "x", x);
-  check_defined(op, "dw", dw);
-  check_dy(op, dy, transpose_shape(op, x.shape(), "dw", dw.shape(), g), x.shape(), dw.shape());
-  check_common(op, ctx, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
-    return cpu::conv_transpose2d_backward_weight(ctx, dy, x, dw, accumulate, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  cuda::conv_transpose2d_backward_weight(ctx, dy, x, dw, accumulate, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  check_backward_weight(op, ctx, dy, x, dw, g, transpose_shape);
+  COHORT_RUN_ON_DEVICE(op, ctx, conv_transpose2d_backward_weight(ctx, dy, x, dw, accumulate, g));
 }
 
 }  // namespace cohort::core::ops

@@ -2,12 +2,9 @@
 #include <fmt/format.h>
 
 #include "core/ops/checks.hpp"
-#include "core/ops/cpu/cpu_dispatch.hpp"
 #include "core/ops/cpu/linear_cpu.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
-#ifdef COHORT_WITH_CUDA
-#include "core/ops/cuda/cuda_ops.hpp"
-#endif
 
 namespace cohort::core::ops {
 namespace {
@@ -35,15 +32,7 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias
                              w.shape().str(), bias.shape().str()));
   }
   check_device(op, ctx, {&x, &w, &bias});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}, {"w", &w}, {"bias", &bias}});
-    return cpu::linear(ctx, x, w, bias);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::linear(ctx, x, w, bias);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, linear(ctx, x, w, bias));
 }
 
 Tensor linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& w) {
@@ -54,15 +43,7 @@ Tensor linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& w) {
                fmt::format("{}: dy {} has {} outputs but w {} has {}", op, dy.shape().str(),
                            dy.dim(1), w.shape().str(), w.dim(0)));
   check_device(op, ctx, {&dy, &w});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"w", &w}});
-    return cpu::linear_backward_input(ctx, dy, w);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::linear_backward_input(ctx, dy, w);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, linear_backward_input(ctx, dy, w));
 }
 
 void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
@@ -76,15 +57,7 @@ void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Ten
                            "dw [out, in])",
                            op, dy.shape().str(), x.shape().str(), dw.shape().str()));
   check_device(op, ctx, {&dy, &x, &dw});
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
-    return cpu::linear_backward_weight(ctx, dy, x, dw, accumulate);
-  }
-#ifdef COHORT_WITH_CUDA
-  cuda::linear_backward_weight(ctx, dy, x, dw, accumulate);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, linear_backward_weight(ctx, dy, x, dw, accumulate));
 }
 
 }  // namespace cohort::core::ops

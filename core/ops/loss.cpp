@@ -5,22 +5,14 @@
 
 #include "core/ops/checks.hpp"
 #include "core/ops/cpu/loss_cpu.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
 #ifdef COHORT_WITH_CUDA
 #include "core/ops/cuda/cuda_ops.hpp"
-// Declares cuda::softmax_cross_entropy, missing from cuda_ops.hpp (see its TODO).
-#include "core/ops/cuda/cuda_ops_extra.hpp"
 #endif
 
 namespace cohort::core::ops {
 namespace {
-
-#ifndef COHORT_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op, const Context& ctx) {
-  COHORT_FAIL(fmt::format("{}: context is on {} but this build has no CUDA backend", op,
-                          ctx.device().str()));
-}
-#endif
 
 void check_dloss(const char* op, const Context& ctx, const Tensor& dloss) {
   check_defined(op, "dloss", dloss);
@@ -82,13 +74,8 @@ Tensor softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& l
                              const Tensor& class_weights, int ignore_index) {
   const char* op = "softmax_cross_entropy";
   check_cross_entropy(op, ctx, logits, labels, class_weights);
-  if (ctx.device().is_cpu())
-    return cpu::softmax_cross_entropy(ctx, logits, labels, class_weights, ignore_index);
-#ifdef COHORT_WITH_CUDA
-  return cuda::softmax_cross_entropy(ctx, logits, labels, class_weights, ignore_index);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx,
+                       softmax_cross_entropy(ctx, logits, labels, class_weights, ignore_index));
 }
 
 Tensor softmax_cross_entropy_backward(Context& ctx, const Tensor& dloss, const Tensor& logits,
@@ -97,27 +84,16 @@ Tensor softmax_cross_entropy_backward(Context& ctx, const Tensor& dloss, const T
   const char* op = "softmax_cross_entropy_backward";
   check_cross_entropy(op, ctx, logits, labels, class_weights);
   check_dloss(op, ctx, dloss);
-  if (ctx.device().is_cpu())
-    return cpu::softmax_cross_entropy_backward(ctx, dloss, logits, labels, class_weights,
-                                               ignore_index);
-#ifdef COHORT_WITH_CUDA
-  return cuda::softmax_cross_entropy_backward(ctx, dloss, logits, labels, class_weights,
-                                              ignore_index);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(
+      op, ctx,
+      softmax_cross_entropy_backward(ctx, dloss, logits, labels, class_weights, ignore_index));
 }
 
 Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, const Tensor& target,
                        const Tensor& mask, double beta) {
   const char* op = "regression_loss";
   check_regression(op, ctx, pred, target, mask, beta);
-  if (ctx.device().is_cpu()) return cpu::regression_loss(ctx, kind, pred, target, mask, beta);
-#ifdef COHORT_WITH_CUDA
-  return cuda::regression_loss(ctx, kind, pred, target, mask, beta);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, regression_loss(ctx, kind, pred, target, mask, beta));
 }
 
 Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
@@ -126,13 +102,8 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
   const char* op = "regression_loss_backward";
   check_regression(op, ctx, pred, target, mask, beta);
   check_dloss(op, ctx, dloss);
-  if (ctx.device().is_cpu())
-    return cpu::regression_loss_backward(ctx, kind, dloss, pred, target, mask, beta);
-#ifdef COHORT_WITH_CUDA
-  return cuda::regression_loss_backward(ctx, kind, dloss, pred, target, mask, beta);
-#else
-  no_cuda(op, ctx);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx,
+                       regression_loss_backward(ctx, kind, dloss, pred, target, mask, beta));
 }
 
 }  // namespace cohort::core::ops

@@ -4,12 +4,9 @@
 #include <fmt/format.h>
 
 #include "core/ops/checks.hpp"
-#include "core/ops/cpu/cpu_dispatch.hpp"
 #include "core/ops/cpu/pool_cpu.hpp"
+#include "core/ops/dispatch.hpp"
 #include "core/ops/ops.hpp"
-#ifdef COHORT_WITH_CUDA
-#include "core/ops/cuda/cuda_ops.hpp"
-#endif
 
 namespace cohort::core::ops {
 namespace {
@@ -53,13 +50,6 @@ void check_dy(const char* op, const Tensor& dy, const Shape& expected, const Sha
                                                    dy.shape().str(), x.str(), expected.str()));
 }
 
-void check_adaptive_size(const char* op, const Shape& x, int out_h, int out_w) {
-  COHORT_CHECK(out_h >= 1 && out_w >= 1 && x[1] >= 1 && x[2] >= 1,
-               fmt::format("{}: input and output sizes must be positive, got x {} and output "
-                           "{}x{}",
-                           op, x.str(), out_h, out_w));
-}
-
 }  // namespace
 
 Shape pool2d_output_shape(const Shape& x, const PoolGeometry& g) {
@@ -70,15 +60,7 @@ Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
   constexpr const char* op = "max_pool2d";
   check_nhwc(op, ctx, "x", x);
   pool_shape(op, x.shape(), g);
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}});
-    return cpu::max_pool2d(ctx, x, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::max_pool2d(ctx, x, g);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, max_pool2d(ctx, x, g));
 }
 
 Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
@@ -89,30 +71,14 @@ Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, cons
   check_nhwc(op, ctx, "y", y);
   check_dy(op, dy, pool_shape(op, x.shape(), g), x.shape());
   check_same_shape(op, "dy", dy, "y", y);
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"y", &y}});
-    return cpu::max_pool2d_backward(ctx, dy, x, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::max_pool2d_backward(ctx, dy, x, y, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, max_pool2d_backward(ctx, dy, x, y, g));
 }
 
 Tensor avg_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
   constexpr const char* op = "avg_pool2d";
   check_nhwc(op, ctx, "x", x);
   pool_shape(op, x.shape(), g);
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}});
-    return cpu::avg_pool2d(ctx, x, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::avg_pool2d(ctx, x, g);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, avg_pool2d(ctx, x, g));
 }
 
 Tensor avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape,
@@ -120,49 +86,23 @@ Tensor avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape,
   constexpr const char* op = "avg_pool2d_backward";
   check_nhwc(op, ctx, "dy", dy);
   check_dy(op, dy, pool_shape(op, x_shape, g), x_shape);
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}});
-    return cpu::avg_pool2d_backward(ctx, dy, x_shape, g);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::avg_pool2d_backward(ctx, dy, x_shape, g);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  COHORT_RUN_ON_DEVICE(op, ctx, avg_pool2d_backward(ctx, dy, x_shape, g));
 }
 
 Tensor adaptive_avg_pool2d(Context& ctx, const Tensor& x, int out_h, int out_w) {
   constexpr const char* op = "adaptive_avg_pool2d";
   check_nhwc(op, ctx, "x", x);
-  check_adaptive_size(op, x.shape(), out_h, out_w);
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"x", &x}});
-    return cpu::adaptive_avg_pool2d(ctx, x, out_h, out_w);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::adaptive_avg_pool2d(ctx, x, out_h, out_w);
-#else
-  cpu::fail_no_cuda(op, x);
-#endif
+  check_resample_sizes(op, x.shape(), out_h, out_w);
+  COHORT_RUN_ON_DEVICE(op, ctx, adaptive_avg_pool2d(ctx, x, out_h, out_w));
 }
 
 Tensor adaptive_avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape) {
   constexpr const char* op = "adaptive_avg_pool2d_backward";
   check_nhwc(op, ctx, "dy", dy);
   check_nhwc_shape(op, "x", x_shape);
-  check_adaptive_size(op, x_shape, static_cast<int>(dy.dim(1)), static_cast<int>(dy.dim(2)));
-  COHORT_CHECK(dy.dim(0) == x_shape[0] && dy.dim(3) == x_shape[3],
-               fmt::format("{}: dy {} does not match x {} (need the same N and C)", op,
-                           dy.shape().str(), x_shape.str()));
-  if (ctx.device().is_cpu()) {
-    cpu::check_cpu_float(op, {{"dy", &dy}});
-    return cpu::adaptive_avg_pool2d_backward(ctx, dy, x_shape);
-  }
-#ifdef COHORT_WITH_CUDA
-  return cuda::adaptive_avg_pool2d_backward(ctx, dy, x_shape);
-#else
-  cpu::fail_no_cuda(op, dy);
-#endif
+  check_resample_sizes(op, x_shape, static_cast<int>(dy.dim(1)), static_cast<int>(dy.dim(2)));
+  check_same_batch_and_channels(op, dy, x_shape);
+  COHORT_RUN_ON_DEVICE(op, ctx, adaptive_avg_pool2d_backward(ctx, dy, x_shape));
 }
 
 }  // namespace cohort::core::ops

@@ -4,57 +4,30 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <limits>
-#include <random>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "core/io/checkpoint.hpp"
 #include "core/io/hdf5_handles.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::io {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
+using testing::expect_error;
+using testing::random_bytes;
+using testing::same_bits;
 
-class CheckpointTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    m_dir = fs::temp_directory_path() /
-            ("cohort-ckpt-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(m_dir);
-    fs::create_directories(m_dir);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(m_dir, ec);
-  }
-  std::string path(const std::string& name) const { return (m_dir / name).string(); }
-  std::string dir() const { return m_dir.string(); }
-
-  fs::path m_dir;
-};
-
-// A tensor whose bytes are arbitrary (for floats this includes NaNs with payloads,
-// infinities and denormals), so only a bit-exact round trip can reproduce it.
-Tensor random_bytes(const Shape& shape, DType dtype, uint32_t seed) {
-  Tensor t = Tensor::empty(shape, dtype);
-  std::mt19937 rng(seed);
-  auto* p = static_cast<unsigned char*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i)
-    p[i] = static_cast<unsigned char>(rng());
-  return t;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
-         std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
+using CheckpointTest = testing::TempDirTest;
 
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -75,15 +48,6 @@ CheckpointData small_checkpoint(int64_t step) {
 
 std::string fmt_step(int step) {
   return "ckpt-" + std::to_string(step) + ".h5";
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST_F(CheckpointTest, RoundTripIsBitExactForEveryDtypeAndKind) {
@@ -136,7 +100,7 @@ TEST_F(CheckpointTest, RoundTripIsBitExactForEveryDtypeAndKind) {
           h5::Dataset(COHORT_H5(H5Dopen2(model.get(), "layer1.0.conv1.bf16", H5P_DEFAULT))).get(),
           "dtype"),
       "bf16");
-  for (const auto& entry : fs::directory_iterator(m_dir))
+  for (const auto& entry : fs::directory_iterator(dir_path()))
     EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
 }
 
@@ -150,17 +114,13 @@ TEST_F(CheckpointTest, TruncatedFileIsRefusedNamingTheFile) {
   const std::string cut = path("cut-1.h5");
   write_bytes(cut, bytes);
 
-  const std::string message = error_of([&] { read_checkpoint(cut); });
-  ASSERT_FALSE(message.empty()) << "a truncated checkpoint was accepted";
-  EXPECT_NE(message.find(cut), std::string::npos) << message;
+  expect_error([&] { read_checkpoint(cut); }, {cut});
 }
 
 TEST_F(CheckpointTest, NonHdf5FileIsRefused) {
   const std::string file = path("ckpt-1.h5");
   write_bytes(file, std::vector<char>(1000, 'x'));
-  const std::string message = error_of([&] { read_checkpoint(file); });
-  EXPECT_NE(message.find(file), std::string::npos) << message;
-  EXPECT_NE(message.find("not an HDF5 file"), std::string::npos) << message;
+  expect_error([&] { read_checkpoint(file); }, {file, "not an HDF5 file"});
 }
 
 TEST_F(CheckpointTest, FlippedDataByteIsRefusedNamingTheTensor) {
@@ -181,10 +141,7 @@ TEST_F(CheckpointTest, FlippedDataByteIsRefusedNamingTheTensor) {
   bytes[offset + 100] ^= 0x10;
   write_bytes(file, bytes);
 
-  const std::string message = error_of([&] { read_checkpoint(file); });
-  EXPECT_NE(message.find("/tensors/model/layer2.bias"), std::string::npos) << message;
-  EXPECT_NE(message.find("checksum"), std::string::npos) << message;
-  EXPECT_NE(message.find(file), std::string::npos) << message;
+  expect_error([&] { read_checkpoint(file); }, {"/tensors/model/layer2.bias", "checksum", file});
 }
 
 // Builds a file with the checkpoint's root attributes as given, bypassing the writer.
@@ -200,15 +157,11 @@ void write_fake(const std::string& file, bool complete, int64_t version) {
 TEST_F(CheckpointTest, IncompleteOrWrongVersionIsRefused) {
   const std::string incomplete = path("incomplete-1.h5");
   write_fake(incomplete, /*complete=*/false, checkpoint_format_version);
-  std::string message = error_of([&] { read_checkpoint(incomplete); });
-  EXPECT_NE(message.find(incomplete), std::string::npos) << message;
-  EXPECT_NE(message.find("incomplete"), std::string::npos) << message;
+  expect_error([&] { read_checkpoint(incomplete); }, {incomplete, "incomplete"});
 
   const std::string future = path("future-1.h5");
   write_fake(future, /*complete=*/true, checkpoint_format_version + 1);
-  message = error_of([&] { read_checkpoint(future); });
-  EXPECT_NE(message.find(future), std::string::npos) << message;
-  EXPECT_NE(message.find("format version 2"), std::string::npos) << message;
+  expect_error([&] { read_checkpoint(future); }, {future, "format version 2"});
 
   // The fake with the right attributes reads as an empty checkpoint: the refusals
   // above are about the attributes, not about the faking.
@@ -238,9 +191,7 @@ TEST_F(CheckpointTest, PreviousCheckpointSurvivesFailedWrites) {
   // A write that fails half-way (the second tensor's name is invalid) over the same path.
   CheckpointData bad = small_checkpoint(2);
   bad.tensors["model//broken"] = random_bytes(Shape{2}, DType::f32, 3);
-  const std::string message = error_of([&] { write_checkpoint(file, bad); });
-  EXPECT_NE(message.find("model//broken"), std::string::npos) << message;
-  EXPECT_NE(message.find(file), std::string::npos) << message;
+  expect_error([&] { write_checkpoint(file, bad); }, {"model//broken", file});
 
   // A crashed write of the next step: a torn temporary file, never renamed.
   std::vector<char> torn = read_bytes(file);
@@ -344,10 +295,9 @@ TEST_F(CheckpointTest, NameThatIsBothTensorAndGroupIsRejected) {
   d.tensors["a"] = Tensor::zeros(Shape{1}, DType::f32);
   d.tensors["a/b"] = Tensor::zeros(Shape{1}, DType::f32);
   const std::string file = path("ckpt-1.h5");
-  const std::string message = error_of([&] { write_checkpoint(file, d); });
-  EXPECT_NE(message.find("'a/b'"), std::string::npos) << message;
+  expect_error([&] { write_checkpoint(file, d); }, {"'a/b'"});
   EXPECT_FALSE(fs::exists(file));
-  EXPECT_TRUE(fs::is_empty(m_dir)) << "the temporary file was left behind";
+  EXPECT_TRUE(fs::is_empty(dir_path())) << "the temporary file was left behind";
 }
 
 TEST_F(CheckpointTest, Hdf5FailureCarriesCallLocationAndLibraryMessageQuietly) {

@@ -13,18 +13,16 @@
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
-namespace cohort {
+namespace cohort::core::ops {
 namespace {
 
-using core::Context;
-using core::DType;
-using core::Shape;
-using core::Tensor;
-namespace ops = core::ops;
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_gradient;
 using testing::random_tensor;
+using testing::values;
 
 // Gamma and beta are f32 even in the double checks. Values with few mantissa
 // bits and a power-of-two step keep p +- eps exact in f32, so the central
@@ -35,7 +33,7 @@ Tensor dyadic_vector(int64_t n, double first, double step) {
   std::vector<double> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     v[i] = first + step * static_cast<double>(i);
-  return Tensor::from_vector(v, Shape{n}, DType::f32);
+  return values(v, Shape{n}, DType::f32);
 }
 
 struct BnInputs {
@@ -52,16 +50,6 @@ BnInputs make_inputs(const Shape& shape, uint64_t seed, DType dtype = DType::f64
   in.running_mean = dyadic_vector(c, 0.5, 0.125);
   in.running_var = dyadic_vector(c, 2.0, 0.25);
   return in;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(BatchNormTrain, MatchesHandComputedStatisticsAndRunningUpdate) {
@@ -91,15 +79,11 @@ TEST(BatchNormTrain, MatchesHandComputedStatisticsAndRunningUpdate) {
     const size_t c = i % channels;
     expected_y[i] = (x[i] - mean[c]) * invstd[c] * g[c] + b[c];
   }
-  expect_close("y", y, Tensor::from_vector(expected_y, y.shape(), DType::f64), 1e-5, 1e-5);
-  expect_close("saved.mean", saved.mean, Tensor::from_vector(mean, Shape{3}, DType::f64), 1e-6,
-               1e-6);
-  expect_close("saved.invstd", saved.invstd, Tensor::from_vector(invstd, Shape{3}, DType::f64),
-               1e-6, 1e-6);
-  expect_close("running_mean", in.running_mean, Tensor::from_vector(rm, Shape{3}, DType::f64), 1e-6,
-               1e-6);
-  expect_close("running_var", in.running_var, Tensor::from_vector(rv, Shape{3}, DType::f64), 1e-6,
-               1e-6);
+  expect_close("y", y, values(expected_y, y.shape()), 1e-5, 1e-5);
+  expect_close("saved.mean", saved.mean, values(mean, Shape{3}), 1e-6, 1e-6);
+  expect_close("saved.invstd", saved.invstd, values(invstd, Shape{3}), 1e-6, 1e-6);
+  expect_close("running_mean", in.running_mean, values(rm, Shape{3}), 1e-6, 1e-6);
+  expect_close("running_var", in.running_var, values(rv, Shape{3}), 1e-6, 1e-6);
   EXPECT_EQ(saved.mean.dtype(), DType::f32);
   EXPECT_EQ(saved.invstd.dtype(), DType::f32);
 }
@@ -120,7 +104,7 @@ TEST(BatchNormEval, NormalisesWithRunningStatisticsAndLeavesThemAlone) {
     const size_t c = i % 4;
     expected[i] = std::max(0.0, (x[i] - rm[c]) / std::sqrt(rv[c] + args.eps) * g[c] + b[c]);
   }
-  expect_close("y", y, Tensor::from_vector(expected, y.shape(), DType::f64), 1e-5, 1e-6);
+  expect_close("y", y, values(expected, y.shape()), 1e-5, 1e-6);
   EXPECT_EQ(in.running_mean.to_vector(), rm);
   EXPECT_EQ(in.running_var.to_vector(), rv);
 }
@@ -161,38 +145,32 @@ void check_gradients(const std::string& what, BnInputs& in, ops::BatchNormArgs a
   }
 }
 
-TEST(BatchNormGradient, TrainingMode) {
-  BnInputs in = make_inputs(Shape{2, 3, 3, 4}, 21);
-  check_gradients("train", in, ops::BatchNormArgs{}, true);
-}
+struct GradientCase {
+  std::string name;
+  Shape x;
+  uint64_t seed;  // of x; the residual (if any) uses seed + 1
+  bool training, relu, residual;
+};
 
-TEST(BatchNormGradient, TrainingModeWithFusedResidualAndRelu) {
-  BnInputs in = make_inputs(Shape{2, 3, 3, 4}, 22);
+class BatchNormGradient : public ::testing::TestWithParam<GradientCase> {};
+
+TEST_P(BatchNormGradient, MatchesFiniteDifferences) {
+  const GradientCase& p = GetParam();
+  BnInputs in = make_inputs(p.x, p.seed);
   ops::BatchNormArgs args;
-  args.relu = true;
-  args.residual = random_tensor(in.x.shape(), 23);
-  check_gradients("train+residual+relu", in, args, true);
+  args.relu = p.relu;
+  if (p.residual) args.residual = random_tensor(in.x.shape(), p.seed + 1);
+  check_gradients(p.name, in, args, p.training);
 }
 
-TEST(BatchNormGradient, TrainingModeRankTwoInputWithRelu) {
-  BnInputs in = make_inputs(Shape{10, 5}, 24);
-  ops::BatchNormArgs args;
-  args.relu = true;
-  check_gradients("train [N, C] relu", in, args, true);
-}
-
-TEST(BatchNormGradient, EvalModeWithFusedResidualAndRelu) {
-  BnInputs in = make_inputs(Shape{2, 3, 3, 4}, 25);
-  ops::BatchNormArgs args;
-  args.relu = true;
-  args.residual = random_tensor(in.x.shape(), 26);
-  check_gradients("eval+residual+relu", in, args, false);
-}
-
-TEST(BatchNormGradient, EvalMode) {
-  BnInputs in = make_inputs(Shape{2, 2, 2, 3}, 27);
-  check_gradients("eval", in, ops::BatchNormArgs{}, false);
-}
+INSTANTIATE_TEST_SUITE_P(
+    Modes, BatchNormGradient,
+    ::testing::Values(GradientCase{"Train", {2, 3, 3, 4}, 21, true, false, false},
+                      GradientCase{"TrainFusedResidualRelu", {2, 3, 3, 4}, 22, true, true, true},
+                      GradientCase{"TrainRankTwoRelu", {10, 5}, 24, true, true, false},
+                      GradientCase{"EvalFusedResidualRelu", {2, 3, 3, 4}, 25, false, true, true},
+                      GradientCase{"Eval", {2, 2, 2, 3}, 27, false, false, false}),
+    [](const ::testing::TestParamInfo<GradientCase>& info) { return info.param.name; });
 
 TEST(BatchNormBackward, AccumulateAddsToParameterGradients) {
   Context ctx;
@@ -382,31 +360,30 @@ TEST(BatchNormErrors, NameTheOpAndShapes) {
   ops::BatchNormSaved saved;
   ops::BatchNormArgs args;
   const Tensor bad_gamma = Tensor::zeros(Shape{4}, DType::f32);
-  std::string msg = error_of([&] {
-    ops::batch_norm_train(ctx, in.x, bad_gamma, in.beta, in.running_mean, in.running_var, args,
-                          saved);
-  });
-  EXPECT_NE(msg.find("batch_norm_train"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("gamma"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[4]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[2, 2, 2, 3]"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::batch_norm_train(ctx, in.x, bad_gamma, in.beta, in.running_mean, in.running_var, args,
+                              saved);
+      },
+      {"batch_norm_train", "gamma", "[4]", "[2, 2, 2, 3]"});
 
   args.residual = Tensor::zeros(Shape{2, 2, 3, 2}, DType::f32);
-  msg = error_of([&] {
-    ops::batch_norm_eval(ctx, in.x, in.gamma, in.beta, in.running_mean, in.running_var, args,
-                         saved);
-  });
-  EXPECT_NE(msg.find("batch_norm_eval"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[2, 2, 3, 2]"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::batch_norm_eval(ctx, in.x, in.gamma, in.beta, in.running_mean, in.running_var, args,
+                             saved);
+      },
+      {"batch_norm_eval", "[2, 2, 3, 2]"});
 
   // One value per channel has no unbiased variance (PyTorch refuses it too).
   const Tensor single = Tensor::zeros(Shape{1, 3}, DType::f32);
-  msg = error_of([&] {
-    ops::batch_norm_train(ctx, single, in.gamma, in.beta, in.running_mean, in.running_var,
-                          ops::BatchNormArgs{}, saved);
-  });
-  EXPECT_NE(msg.find("more than one value per channel"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::batch_norm_train(ctx, single, in.gamma, in.beta, in.running_mean, in.running_var,
+                              ops::BatchNormArgs{}, saved);
+      },
+      {"more than one value per channel"});
 }
 
 }  // namespace
-}  // namespace cohort
+}  // namespace cohort::core::ops

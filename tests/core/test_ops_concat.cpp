@@ -2,37 +2,21 @@
 // check (split is concat's backward), non-float dtypes and argument errors.
 #include <gtest/gtest.h>
 
-#include <functional>
-#include <initializer_list>
-#include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::ops {
 namespace {
 
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_gradient;
 using testing::random_tensor;
-
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return;
-  }
-  ADD_FAILURE() << "expected cohort::Error";
-}
-
-Tensor values(const std::vector<double>& v, const Shape& shape, DType dtype = DType::f64) {
-  return Tensor::from_vector(v, shape, dtype);
-}
+using testing::values;
 
 TEST(ConcatChannels, InterleavesAlongTheLastDim) {
   Context ctx;

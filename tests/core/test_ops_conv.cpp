@@ -4,35 +4,25 @@
 // kernels, gradient accumulation, f32 vs f64 agreement and argument errors.
 #include <gtest/gtest.h>
 
-#include <functional>
-#include <initializer_list>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::ops {
 namespace {
 
+using testing::expect_accumulates;
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_gradient;
 using testing::random_tensor;
-
-// Runs fn, which must throw cohort::Error whose message contains every fragment.
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return;
-  }
-  ADD_FAILURE() << "expected cohort::Error";
-}
+using testing::values;
 
 ConvGeometry geometry(int sh, int sw, int ph, int pw, int dh = 1, int dw = 1, int oph = 0,
                       int opw = 0) {
@@ -63,6 +53,16 @@ void visit_direct_conv(const Shape& x, const Shape& w, const Shape& y, const Con
             }
 }
 
+// y (of shape ys, channels innermost) + bias per channel, as an f64 tensor.
+Tensor plus_bias(std::vector<double> y, const Shape& ys, const Tensor& bias) {
+  if (bias.defined()) {
+    const std::vector<double> b = bias.to_vector();
+    for (size_t i = 0; i < y.size(); ++i)
+      y[i] += b[i % b.size()];
+  }
+  return values(y, ys);
+}
+
 Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvGeometry& g) {
   const Shape ys = conv2d_output_shape(x.shape(), w.shape(), g);
   std::vector<double> y(static_cast<size_t>(ys.numel()), 0.0);
@@ -70,12 +70,7 @@ Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   visit_direct_conv(x.shape(), w.shape(), ys, g, [&](int64_t xi, int64_t wi, int64_t yi) {
     y[static_cast<size_t>(yi)] += xv[static_cast<size_t>(xi)] * wv[static_cast<size_t>(wi)];
   });
-  if (bias.defined()) {
-    const std::vector<double> b = bias.to_vector();
-    for (size_t i = 0; i < y.size(); ++i)
-      y[i] += b[i % b.size()];
-  }
-  return Tensor::from_vector(y, ys, DType::f64);
+  return plus_bias(std::move(y), ys, bias);
 }
 
 // PyTorch's definition of the transposed convolution: every input pixel scatters
@@ -100,16 +95,7 @@ Tensor naive_conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bi
                     xv[static_cast<size_t>(((n * xs[1] + iy) * xs[2] + ix) * xs[3] + i)] *
                     wv[static_cast<size_t>(((i * ws[1] + ki) * ws[2] + kj) * ws[3] + o)];
             }
-  if (bias.defined()) {
-    const std::vector<double> b = bias.to_vector();
-    for (size_t i = 0; i < y.size(); ++i)
-      y[i] += b[i % b.size()];
-  }
-  return Tensor::from_vector(y, ys, DType::f64);
-}
-
-Tensor values(const std::vector<double>& v, const Shape& shape, DType dtype = DType::f64) {
-  return Tensor::from_vector(v, shape, dtype);
+  return plus_bias(std::move(y), ys, bias);
 }
 
 // ---- shapes -------------------------------------------------------------------
@@ -271,28 +257,14 @@ TEST(Conv2d, AccumulateAddsToWeightAndBiasGradients) {
   const ConvGeometry g = geometry(2, 2, 1, 1);
   const Tensor x = random_tensor({2, 5, 5, 3}, 21);
   const Tensor dy = random_tensor(conv2d_output_shape(x.shape(), {4, 3, 3, 3}, g), 22);
-  const Tensor prior_w = random_tensor({4, 3, 3, 3}, 23);
-  const Tensor prior_b = random_tensor({4}, 24);
-
-  Tensor fresh_w = Tensor::full(prior_w.shape(), 7.0, DType::f64);  // must be overwritten
-  conv2d_backward_weight(ctx, dy, x, fresh_w, false, g);
-  Tensor acc_w = prior_w.clone();
-  conv2d_backward_weight(ctx, dy, x, acc_w, true, g);
-  std::vector<double> expected = prior_w.to_vector();
-  const std::vector<double> grad_w = fresh_w.to_vector();
-  for (size_t i = 0; i < expected.size(); ++i)
-    expected[i] += grad_w[i];
-  expect_close("dw accumulated", acc_w, values(expected, prior_w.shape()), 1e-12, 1e-12);
-
-  Tensor fresh_b = Tensor::full(prior_b.shape(), 7.0, DType::f64);
-  bias_backward(ctx, dy, fresh_b, false);
-  Tensor acc_b = prior_b.clone();
-  bias_backward(ctx, dy, acc_b, true);
-  expected = prior_b.to_vector();
-  const std::vector<double> grad_b = fresh_b.to_vector();
-  for (size_t i = 0; i < expected.size(); ++i)
-    expected[i] += grad_b[i];
-  expect_close("db accumulated", acc_b, values(expected, prior_b.shape()), 1e-12, 1e-12);
+  expect_accumulates(
+      "dw", random_tensor({4, 3, 3, 3}, 23),
+      [&](Tensor& dw, bool accumulate) { conv2d_backward_weight(ctx, dy, x, dw, accumulate, g); },
+      7.0, 1e-12, 1e-12);
+  expect_accumulates(
+      "db", random_tensor({4}, 24),
+      [&](Tensor& db, bool accumulate) { bias_backward(ctx, dy, db, accumulate); }, 7.0, 1e-12,
+      1e-12);
 }
 
 TEST(Conv2d, WeightGradientWritesOnlyItsViewOfAFlatBuffer) {
@@ -317,16 +289,12 @@ TEST(ConvTranspose2d, AccumulateAddsToWeightGradient) {
   const ConvGeometry g = geometry(2, 2, 1, 1, 1, 1, 1, 1);
   const Tensor x = random_tensor({1, 3, 3, 2}, 31);
   const Tensor dy = random_tensor(conv_transpose2d_output_shape(x.shape(), {2, 3, 3, 3}, g), 32);
-  const Tensor prior = random_tensor({2, 3, 3, 3}, 33);
-  Tensor fresh = Tensor::full(prior.shape(), -3.0, DType::f64);
-  conv_transpose2d_backward_weight(ctx, dy, x, fresh, false, g);
-  Tensor acc = prior.clone();
-  conv_transpose2d_backward_weight(ctx, dy, x, acc, true, g);
-  std::vector<double> expected = prior.to_vector();
-  const std::vector<double> grad = fresh.to_vector();
-  for (size_t i = 0; i < expected.size(); ++i)
-    expected[i] += grad[i];
-  expect_close("dw accumulated", acc, values(expected, prior.shape()), 1e-12, 1e-12);
+  expect_accumulates(
+      "dw", random_tensor({2, 3, 3, 3}, 33),
+      [&](Tensor& dw, bool accumulate) {
+        conv_transpose2d_backward_weight(ctx, dy, x, dw, accumulate, g);
+      },
+      -3.0, 1e-12, 1e-12);
 }
 
 // ---- large inputs: im2col runs in several chunks --------------------------------------

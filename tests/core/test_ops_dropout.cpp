@@ -3,21 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
-namespace cohort {
+namespace cohort::core::ops {
 namespace {
 
-using core::Context;
-using core::DType;
-using core::Shape;
-using core::Tensor;
-namespace ops = core::ops;
+using testing::expect_error;
 using testing::random_tensor;
 
 std::vector<bool> kept(const Tensor& y) {
@@ -115,17 +111,9 @@ TEST(Dropout, ZeroAndOneProbability) {
 TEST(Dropout, RejectsProbabilityOutsideZeroOne) {
   Context ctx;
   const Tensor x = Tensor::zeros(Shape{2, 2}, DType::f32);
-  try {
-    ops::dropout(ctx, x, 1.5, 0);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("dropout"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("1.5"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("[2, 2]"), std::string::npos) << msg;
-  }
+  expect_error([&] { ops::dropout(ctx, x, 1.5, 0); }, {"dropout", "1.5", "[2, 2]"});
   EXPECT_THROW(ops::dropout_backward(ctx, x, std::nan(""), 0), Error);
 }
 
 }  // namespace
-}  // namespace cohort
+}  // namespace cohort::core::ops

@@ -4,34 +4,20 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
-namespace cohort {
+namespace cohort::core::ops {
 namespace {
 
-using core::Context;
-using core::DType;
-using core::Shape;
-using core::Tensor;
-namespace ops = core::ops;
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_gradient;
 using testing::random_tensor;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 double log_sum_exp(std::vector<double> z) {
   double s = 0;
@@ -157,38 +143,36 @@ TEST(CrossEntropy, BadLabelErrorNamesOpValueAndPosition) {
   Context ctx;
   const Tensor logits = Tensor::zeros(Shape{2, 3, 5}, DType::f32);
   const Tensor labels = Tensor::from_vector({0, 1, 2, 3, 7, 255}, Shape{2, 3}, DType::u8);
-  std::string msg = error_of([&] { ops::softmax_cross_entropy(ctx, logits, labels, Tensor()); });
-  EXPECT_NE(msg.find("softmax_cross_entropy"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("label 7"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("position 4"), std::string::npos) << msg;
-  msg = error_of([&] {
-    ops::softmax_cross_entropy_backward(ctx, one(1, DType::f32), logits, labels, Tensor());
-  });
-  EXPECT_NE(msg.find("softmax_cross_entropy_backward"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("label 7"), std::string::npos) << msg;
+  expect_error([&] { ops::softmax_cross_entropy(ctx, logits, labels, Tensor()); },
+               {"softmax_cross_entropy", "label 7", "position 4"});
+  expect_error(
+      [&] {
+        ops::softmax_cross_entropy_backward(ctx, one(1, DType::f32), logits, labels, Tensor());
+      },
+      {"softmax_cross_entropy_backward", "label 7"});
 
   const Tensor negative = Tensor::from_vector({0, -1}, Shape{2}, DType::i32);
-  msg = error_of([&] {
-    ops::softmax_cross_entropy(ctx, Tensor::zeros(Shape{2, 5}, DType::f32), negative, Tensor());
-  });
-  EXPECT_NE(msg.find("label -1"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("position 1"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::softmax_cross_entropy(ctx, Tensor::zeros(Shape{2, 5}, DType::f32), negative, Tensor());
+      },
+      {"label -1", "position 1"});
 }
 
 TEST(CrossEntropy, ShapeErrorsNameBothShapes) {
   Context ctx;
   const Tensor logits = Tensor::zeros(Shape{2, 3, 5}, DType::f32);
-  std::string msg = error_of([&] {
-    ops::softmax_cross_entropy(ctx, logits, Tensor::zeros(Shape{2, 4}, DType::i32), Tensor());
-  });
-  EXPECT_NE(msg.find("softmax_cross_entropy"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[2, 3, 5]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[2, 4]"), std::string::npos) << msg;
-  msg = error_of([&] {
-    ops::softmax_cross_entropy(ctx, logits, Tensor::zeros(Shape{2, 3}, DType::i32),
-                               Tensor::zeros(Shape{4}, DType::f32));
-  });
-  EXPECT_NE(msg.find("class_weights"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::softmax_cross_entropy(ctx, logits, Tensor::zeros(Shape{2, 4}, DType::i32), Tensor());
+      },
+      {"softmax_cross_entropy", "[2, 3, 5]", "[2, 4]"});
+  expect_error(
+      [&] {
+        ops::softmax_cross_entropy(ctx, logits, Tensor::zeros(Shape{2, 3}, DType::i32),
+                                   Tensor::zeros(Shape{4}, DType::f32));
+      },
+      {"class_weights"});
 }
 
 // ---- regression losses ------------------------------------------------------------
@@ -266,23 +250,24 @@ TEST(RegressionLoss, NoValidElementGivesZeroLossAndGradient) {
 TEST(RegressionLoss, ErrorsNameOpAndShapes) {
   Context ctx;
   const Tensor pred = Tensor::zeros(Shape{2, 3}, DType::f32);
-  std::string msg = error_of([&] {
-    ops::regression_loss(ctx, ops::RegressionLoss::l1, pred, Tensor::zeros(Shape{3, 2}, DType::f32),
-                         Tensor());
-  });
-  EXPECT_NE(msg.find("regression_loss"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[2, 3]"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[3, 2]"), std::string::npos) << msg;
-  msg = error_of([&] {
-    ops::regression_loss(ctx, ops::RegressionLoss::l1, pred, pred,
-                         Tensor::zeros(Shape{2, 3}, DType::i32));
-  });
-  EXPECT_NE(msg.find("mask"), std::string::npos) << msg;
-  msg = error_of([&] {
-    ops::regression_loss(ctx, ops::RegressionLoss::smooth_l1, pred, pred, Tensor(), -1.0);
-  });
-  EXPECT_NE(msg.find("beta"), std::string::npos) << msg;
+  expect_error(
+      [&] {
+        ops::regression_loss(ctx, ops::RegressionLoss::l1, pred,
+                             Tensor::zeros(Shape{3, 2}, DType::f32), Tensor());
+      },
+      {"regression_loss", "[2, 3]", "[3, 2]"});
+  expect_error(
+      [&] {
+        ops::regression_loss(ctx, ops::RegressionLoss::l1, pred, pred,
+                             Tensor::zeros(Shape{2, 3}, DType::i32));
+      },
+      {"mask"});
+  expect_error(
+      [&] {
+        ops::regression_loss(ctx, ops::RegressionLoss::smooth_l1, pred, pred, Tensor(), -1.0);
+      },
+      {"beta"});
 }
 
 }  // namespace
-}  // namespace cohort
+}  // namespace cohort::core::ops

@@ -3,37 +3,23 @@
 // and argument errors.
 #include <gtest/gtest.h>
 
-#include <functional>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::ops {
 namespace {
 
 using testing::expect_close;
+using testing::expect_error;
 using testing::expect_gradient;
+using testing::expect_resampling_gradients;
 using testing::random_tensor;
-
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return;
-  }
-  ADD_FAILURE() << "expected cohort::Error";
-}
-
-Tensor values(const std::vector<double>& v, const Shape& shape, DType dtype = DType::f64) {
-  return Tensor::from_vector(v, shape, dtype);
-}
+using testing::values;
 
 PoolGeometry pool(int kh, int kw, int sh, int sw, int ph = 0, int pw = 0,
                   bool count_include_pad = true) {
@@ -136,18 +122,12 @@ TEST(AdaptiveAvgPool2d, RaggedBinsFollowPyTorch) {
 
 TEST(AdaptiveAvgPool2d, GradientsMatchFiniteDifferences) {
   Context ctx;
-  struct Case {
-    Shape x;
-    int oh, ow;
-  };
-  for (const Case& c :
-       {Case{{2, 7, 5, 2}, 3, 2}, Case{{1, 4, 6, 3}, 1, 1}, Case{{1, 3, 2, 2}, 4, 5}}) {
-    SCOPED_TRACE(c.x.str() + " -> " + std::to_string(c.oh) + "x" + std::to_string(c.ow));
-    Tensor x = random_tensor(c.x, 21);
-    auto forward = [&] { return adaptive_avg_pool2d(ctx, x, c.oh, c.ow); };
-    const Tensor r = random_tensor(forward().shape(), 22);
-    expect_gradient("dx", forward, x, r, adaptive_avg_pool2d_backward(ctx, r, x.shape()));
-  }
+  expect_resampling_gradients(
+      {{{2, 7, 5, 2}, 3, 2}, {{1, 4, 6, 3}, 1, 1}, {{1, 3, 2, 2}, 4, 5}}, 21,
+      [&](const Tensor& x, int oh, int ow) { return adaptive_avg_pool2d(ctx, x, oh, ow); },
+      [&](const Tensor& dy, const Shape& x_shape) {
+        return adaptive_avg_pool2d_backward(ctx, dy, x_shape);
+      });
 }
 
 TEST(Pool, FloatAgreesWithDouble) {

@@ -4,21 +4,17 @@
 
 #include <cmath>
 #include <limits>
-#include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
-namespace cohort {
+namespace cohort::core::ops {
 namespace {
 
-using core::Context;
-using core::DType;
-using core::Shape;
-using core::Tensor;
-namespace ops = core::ops;
+using testing::expect_error;
 using testing::expect_gradient;
 using testing::random_tensor;
 
@@ -87,23 +83,12 @@ TEST(Reduce, ArgmaxChannelsTiesGoToTheFirstIndex) {
 
 TEST(Reduce, ErrorsNameTheOp) {
   Context ctx;
-  try {
-    ops::mean(ctx, Tensor::zeros(Shape{0, 3}, DType::f32));
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("mean"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("[0, 3]"), std::string::npos) << e.what();
-  }
-  try {
-    ops::argmax_channels(ctx, Tensor::zeros(Shape{4}, DType::f32));
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("argmax_channels"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("[4]"), std::string::npos) << e.what();
-  }
+  expect_error([&] { ops::mean(ctx, Tensor::zeros(Shape{0, 3}, DType::f32)); }, {"mean", "[0, 3]"});
+  expect_error([&] { ops::argmax_channels(ctx, Tensor::zeros(Shape{4}, DType::f32)); },
+               {"argmax_channels", "[4]"});
   EXPECT_THROW(ops::sum_backward(ctx, Tensor::zeros(Shape{2}, DType::f32), Shape{3}, DType::f32),
                Error);
 }
 
 }  // namespace
-}  // namespace cohort
+}  // namespace cohort::core::ops

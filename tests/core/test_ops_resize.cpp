@@ -3,37 +3,21 @@
 // scaling, and argument errors.
 #include <gtest/gtest.h>
 
-#include <functional>
-#include <initializer_list>
-#include <string>
 #include <vector>
 
 #include "core/context.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::ops {
 namespace {
 
 using testing::expect_close;
-using testing::expect_gradient;
+using testing::expect_error;
+using testing::expect_resampling_gradients;
 using testing::random_tensor;
-
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return;
-  }
-  ADD_FAILURE() << "expected cohort::Error";
-}
-
-Tensor values(const std::vector<double>& v, const Shape& shape, DType dtype = DType::f64) {
-  return Tensor::from_vector(v, shape, dtype);
-}
+using testing::values;
 
 TEST(ResizeBilinear, TwoByTwoToFourByFourMatchesPyTorch) {
   Context ctx;
@@ -66,18 +50,12 @@ TEST(ResizeBilinear, NonIntegerScalesAndChannels) {
 
 TEST(ResizeBilinear, GradientsMatchFiniteDifferences) {
   Context ctx;
-  struct Case {
-    Shape x;
-    int oh, ow;
-  };
-  for (const Case& c : {Case{{2, 3, 4, 2}, 5, 7}, Case{{1, 6, 5, 2}, 4, 2},
-                        Case{{2, 5, 3, 2}, 3, 7}, Case{{1, 1, 2, 3}, 3, 1}}) {
-    SCOPED_TRACE(c.x.str() + " -> " + std::to_string(c.oh) + "x" + std::to_string(c.ow));
-    Tensor x = random_tensor(c.x, 2);
-    auto forward = [&] { return resize_bilinear(ctx, x, c.oh, c.ow); };
-    const Tensor r = random_tensor(forward().shape(), 3);
-    expect_gradient("dx", forward, x, r, resize_bilinear_backward(ctx, r, x.shape()));
-  }
+  expect_resampling_gradients(
+      {{{2, 3, 4, 2}, 5, 7}, {{1, 6, 5, 2}, 4, 2}, {{2, 5, 3, 2}, 3, 7}, {{1, 1, 2, 3}, 3, 1}}, 2,
+      [&](const Tensor& x, int oh, int ow) { return resize_bilinear(ctx, x, oh, ow); },
+      [&](const Tensor& dy, const Shape& x_shape) {
+        return resize_bilinear_backward(ctx, dy, x_shape);
+      });
 }
 
 TEST(ResizeBilinear, FloatAgreesWithDouble) {

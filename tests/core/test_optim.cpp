@@ -129,31 +129,42 @@ TEST(Optimizer, UnknownGroupOrKindIsRefused) {
 }
 
 TEST(Schedule, ShapesMatchTheirFormulas) {
-  ScheduleConfig poly{"poly", 0.01, 1000};
+  ScheduleConfig poly;
+  poly.kind = "poly";
+  poly.base_lr = 0.01;
+  poly.total_steps = 1000;
   EXPECT_DOUBLE_EQ(learning_rate(poly, 0), 0.01);
   EXPECT_NEAR(learning_rate(poly, 500), 0.01 * std::pow(0.5, 0.9), 1e-12);
   EXPECT_NEAR(learning_rate(poly, 1000), 0.0, 1e-12);
 
-  ScheduleConfig cosine{"cosine", 0.1, 100};
+  ScheduleConfig cosine;
+  cosine.kind = "cosine";
+  cosine.total_steps = 100;
   EXPECT_NEAR(learning_rate(cosine, 50), 0.05, 1e-12);
 
-  ScheduleConfig step{"step", 0.1};
+  ScheduleConfig step;
+  step.kind = "step";
   step.milestones = {10, 20};
   EXPECT_NEAR(learning_rate(step, 9), 0.1, 1e-12);
   EXPECT_NEAR(learning_rate(step, 10), 0.01, 1e-12);
   EXPECT_NEAR(learning_rate(step, 25), 0.001, 1e-12);
 
-  ScheduleConfig warm{"constant", 0.2};
+  ScheduleConfig warm;
+  warm.base_lr = 0.2;
   warm.warmup_steps = 10;
   warm.warmup_start_factor = 0.0;
   EXPECT_NEAR(learning_rate(warm, 0), 0.0, 1e-12);
   EXPECT_NEAR(learning_rate(warm, 5), 0.1, 1e-12);
   EXPECT_NEAR(learning_rate(warm, 10), 0.2, 1e-12);
 
-  ScheduleConfig bad{"poly", 0.1, 10};
+  ScheduleConfig bad;
+  bad.kind = "poly";
+  bad.total_steps = 10;
   bad.warmup_steps = 10;
   EXPECT_THROW(validate(bad), Error);
-  EXPECT_THROW(validate(ScheduleConfig{"exotic", 0.1}), Error);
+  ScheduleConfig exotic;
+  exotic.kind = "exotic";
+  EXPECT_THROW(validate(exotic), Error);
 }
 
 TEST(LossScaler, BacksOffOnOverflowGrowsAfterTheIntervalAndRestores) {

@@ -1,72 +1,47 @@
 // safetensors import: round trips, refusal of inconsistent headers, weight layout
 // conversion, and the torchvision export script read back end to end.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <random>
+#include <string>
+#include <vector>
 
 #include "core/io/safetensors.hpp"
 #include "core/io/weight_layout.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::io {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::expect_error;
+using testing::random_bytes;
+using testing::same_bits;
 
-class SafetensorsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    m_dir = fs::temp_directory_path() /
-            ("cohort-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(m_dir);
-    fs::create_directories(m_dir);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(m_dir, ec);
-  }
-  std::string path(const std::string& name) const { return (m_dir / name).string(); }
+using SafetensorsTest = testing::TempDirTest;
 
-  fs::path m_dir;
-};
-
-Tensor random_bytes(const Shape& shape, DType dtype, uint32_t seed) {
-  Tensor t = Tensor::empty(shape, dtype);
-  std::mt19937 rng(seed);
-  auto* p = static_cast<unsigned char*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i)
-    p[i] = static_cast<unsigned char>(rng());
-  return t;
-}
-
-// A file with the given header text and `data_bytes` bytes of data.
-void write_raw(const std::string& file, const std::string& header, size_t data_bytes) {
+// A safetensors file: the little-endian u64 length of `header`, the header, `data`.
+void write_file(const std::string& file, const std::string& header, const std::string& data) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i, n >>= 8)
     out.put(static_cast<char>(n & 0xff));
-  out << header;
-  for (size_t i = 0; i < data_bytes; ++i)
-    out.put(static_cast<char>(i));
+  out << header << data;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+// A file with the given header text and `data_bytes` bytes of data 0, 1, 2, ...
+void write_raw(const std::string& file, const std::string& header, size_t data_bytes) {
+  std::string data(data_bytes, '\0');
+  for (size_t i = 0; i < data_bytes; ++i)
+    data[i] = static_cast<char>(i);
+  write_file(file, header, data);
 }
 
 TEST_F(SafetensorsTest, RoundTripIsBitExactForEveryDtype) {
@@ -84,28 +59,17 @@ TEST_F(SafetensorsTest, RoundTripIsBitExactForEveryDtype) {
   ASSERT_EQ(back.size(), tensors.size());
   for (const auto& [name, t] : tensors) {
     ASSERT_TRUE(back.contains(name)) << name;
-    const Tensor& r = back.at(name);
-    EXPECT_EQ(r.dtype(), t.dtype()) << name;
-    EXPECT_EQ(r.shape(), t.shape()) << name << ": " << r.str();
-    EXPECT_EQ(std::memcmp(r.raw(), t.raw(), t.nbytes()), 0) << name;
+    EXPECT_TRUE(same_bits(back.at(name), t)) << name << ": " << back.at(name).str();
   }
 }
 
 TEST_F(SafetensorsTest, MetadataIsSkippedAndLittleEndianValuesDecode) {
   const std::string file = path("m.safetensors");
-  // 1.5f little-endian is 00 00 c0 3f; write_raw's data bytes are 0, 1, 2, ...; so
-  // build the data by hand instead.
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
-  {
-    std::ofstream out(file, std::ios::binary);
-    uint64_t n = header.size();
-    for (int i = 0; i < 8; ++i, n >>= 8)
-      out.put(static_cast<char>(n & 0xff));
-    out << header;
-    const unsigned char value[4] = {0x00, 0x00, 0xc0, 0x3f};
-    out.write(reinterpret_cast<const char*>(value), 4);
-  }
+  // 1.5f little-endian is 00 00 c0 3f.
+  write_file(
+      file,
+      R"({"__metadata__":{"format":"pt"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+      std::string("\x00\x00\xc0\x3f", 4));
   const auto back = read_safetensors(file);
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back.at("x").to_vector(), std::vector<double>{1.5});
@@ -117,10 +81,7 @@ TEST_F(SafetensorsTest, OffsetsPastTheFileAreRefusedNamingTensorAndFile) {
             R"({"ok":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
             R"("conv1.weight":{"dtype":"F32","shape":[4],"data_offsets":[2,18]}})",
             10);
-  const std::string message = error_of([&] { read_safetensors(file); });
-  EXPECT_NE(message.find("conv1.weight"), std::string::npos) << message;
-  EXPECT_NE(message.find(file), std::string::npos) << message;
-  EXPECT_NE(message.find("past the data section"), std::string::npos) << message;
+  expect_error([&] { read_safetensors(file); }, {"conv1.weight", file, "past the data section"});
 }
 
 TEST_F(SafetensorsTest, InconsistentHeadersAreRefused) {
@@ -143,9 +104,8 @@ TEST_F(SafetensorsTest, InconsistentHeadersAreRefused) {
   for (const Case& c : cases) {
     const std::string file = path("bad.safetensors");
     write_raw(file, c.header, c.data);
-    const std::string message = error_of([&] { read_safetensors(file); });
-    EXPECT_NE(message.find(c.expect), std::string::npos) << c.header << " -> " << message;
-    EXPECT_NE(message.find(file), std::string::npos) << message;
+    SCOPED_TRACE(c.header);
+    expect_error([&] { read_safetensors(file); }, {c.expect, file});
   }
 
   // A header length larger than the file.
@@ -156,8 +116,7 @@ TEST_F(SafetensorsTest, InconsistentHeadersAreRefused) {
     out.write(reinterpret_cast<const char*>(length), 8);
     out << "{}";
   }
-  const std::string message = error_of([&] { read_safetensors(file); });
-  EXPECT_NE(message.find("does not fit"), std::string::npos) << message;
+  expect_error([&] { read_safetensors(file); }, {"does not fit"});
   EXPECT_THROW(read_safetensors(path("missing.safetensors")), Error);
 }
 

@@ -56,24 +56,29 @@ class PoolParity : public DTypeParityTest {
                    c.tensor("dx", DType::f64), dt(), tolerance());
   }
 
-  void check_adaptive(const std::string& name) {
+  // Adaptive pooling and bilinear resizing map x to an out_h x out_w output and
+  // the gradient back to x's shape.
+  using Resample = Tensor (*)(Context& ctx, const Tensor& x, int out_h, int out_w);
+  using ResampleBackward = Tensor (*)(Context& ctx, const Tensor& dy, const core::Shape& x_shape);
+
+  void check_resampling(const std::string& name, Resample forward, ResampleBackward backward,
+                        Tolerance y_tolerance) {
     const GoldenCase c(name);
     const Tensor x = c.tensor("x", dt()), dy = c.tensor("dy", dt());
-    expect_matches(name + " y",
-                   ops::adaptive_avg_pool2d(ctx, x, c.attr_int("out_h"), c.attr_int("out_w")),
-                   c.tensor("y", DType::f64), dt(), pick(tol::f32, tol::f64));
-    expect_matches(name + " dx", ops::adaptive_avg_pool2d_backward(ctx, dy, x.shape()),
-                   c.tensor("dx", DType::f64), dt(), tolerance());
+    expect_matches(name + " y", forward(ctx, x, c.attr_int("out_h"), c.attr_int("out_w")),
+                   c.tensor("y", DType::f64), dt(), y_tolerance);
+    expect_matches(name + " dx", backward(ctx, dy, x.shape()), c.tensor("dx", DType::f64), dt(),
+                   tolerance());
+  }
+
+  // An adaptive bin (up to the whole image) is a long sum: reduction tolerance.
+  void check_adaptive(const std::string& name) {
+    check_resampling(name, ops::adaptive_avg_pool2d, ops::adaptive_avg_pool2d_backward,
+                     pick(tol::f32, tol::f64));
   }
 
   void check_resize(const std::string& name) {
-    const GoldenCase c(name);
-    const Tensor x = c.tensor("x", dt()), dy = c.tensor("dy", dt());
-    expect_matches(name + " y",
-                   ops::resize_bilinear(ctx, x, c.attr_int("out_h"), c.attr_int("out_w")),
-                   c.tensor("y", DType::f64), dt(), tolerance());
-    expect_matches(name + " dx", ops::resize_bilinear_backward(ctx, dy, x.shape()),
-                   c.tensor("dx", DType::f64), dt(), tolerance());
+    check_resampling(name, ops::resize_bilinear, ops::resize_bilinear_backward, tolerance());
   }
 
   Context ctx;

@@ -13,7 +13,8 @@ Tensor random_tensor(const core::Shape& shape, uint64_t seed, double lo, double 
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> dist(lo, hi);
   std::vector<double> v(static_cast<size_t>(shape.numel()));
-  for (double& e : v) e = dist(rng);
+  for (double& e : v)
+    e = dist(rng);
   return Tensor::from_vector(v, shape, dtype);
 }
 
@@ -21,7 +22,8 @@ double weighted_sum(const Tensor& r, const Tensor& y) {
   EXPECT_EQ(r.shape(), y.shape()) << "weighted_sum: " << r.str() << " vs " << y.str();
   const std::vector<double> a = r.to_vector(), b = y.to_vector();
   double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  for (size_t i = 0; i < a.size(); ++i)
+    s += a[i] * b[i];
   return s;
 }
 
@@ -57,6 +59,19 @@ void expect_gradient(const std::string& what, const std::function<Tensor()>& for
                                    what, i, grad[i], numeric, err);
       if (++failures >= 5) return;
     }
+  }
+}
+
+void expect_resampling_gradients(
+    std::initializer_list<ResampleCase> cases, uint64_t seed,
+    const std::function<Tensor(const Tensor& x, int out_h, int out_w)>& forward,
+    const std::function<Tensor(const Tensor& dy, const core::Shape& x_shape)>& backward) {
+  for (const ResampleCase& c : cases) {
+    SCOPED_TRACE(fmt::format("{} -> {}x{}", c.x.str(), c.out_h, c.out_w));
+    Tensor x = random_tensor(c.x, seed);
+    auto resampled = [&] { return forward(x, c.out_h, c.out_w); };
+    const Tensor r = random_tensor(resampled().shape(), seed + 1);
+    expect_gradient("dx", resampled, x, r, backward(r, x.shape()));
   }
 }
 

@@ -6,6 +6,7 @@
 // element of `x` by +-eps, evaluates L, and compares (L+ - L-)/(2 eps) with the
 // analytic gradient element by element.
 #include <functional>
+#include <initializer_list>
 #include <string>
 
 #include "core/tensor.hpp"
@@ -27,6 +28,18 @@ double weighted_sum(const Tensor& r, const Tensor& y);
 void expect_gradient(const std::string& what, const std::function<Tensor()>& forward, Tensor& x,
                      const Tensor& r, const Tensor& analytic, double eps = 1e-6,
                      double rel_tol = 1e-5, double abs_tol = 1e-7);
+
+// Ops that resample x [N, H, W, C] to [N, out_h, out_w, C] (adaptive pooling,
+// bilinear resizing): for each case, expect_gradient of backward(r, x's shape)
+// against forward(x, out_h, out_w), with x drawn from `seed` and r from seed + 1.
+struct ResampleCase {
+  core::Shape x;
+  int out_h, out_w;
+};
+void expect_resampling_gradients(
+    std::initializer_list<ResampleCase> cases, uint64_t seed,
+    const std::function<Tensor(const Tensor& x, int out_h, int out_w)>& forward,
+    const std::function<Tensor(const Tensor& dy, const core::Shape& x_shape)>& backward);
 
 // Element-wise closeness with |a-b| <= atol + rtol*|b|; reports the worst element.
 void expect_close(const std::string& what, const Tensor& actual, const Tensor& expected,

@@ -7,7 +7,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/ops/cpu/float_dispatch.hpp"
+#include "core/error.hpp"
+#include "core/ops/cpu/cpu_dispatch.hpp"
 
 namespace cohort::core::ops::cpu {
 namespace {

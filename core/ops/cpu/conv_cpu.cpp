@@ -110,6 +110,19 @@ void col2im_add(const ConvProblem& p, const T* dcol, int64_t q0, int64_t q1, T* 
   }
 }
 
+// Calls fn(q0, rows, col) for consecutive blocks of output pixels [q0, q0 + rows),
+// with col holding im2col(x) of the block.
+template <typename T, typename Fn>
+void for_each_column_block(const ConvProblem& p, const T* x, Fn&& fn) {
+  const int64_t chunk = std::min(rows_per_chunk(p), p.pixels());
+  std::vector<T> col(static_cast<size_t>(chunk * p.patch()));
+  for (int64_t q0 = 0; q0 < p.pixels(); q0 += chunk) {
+    const int64_t rows = std::min(chunk, p.pixels() - q0);
+    im2col(p, x, q0, q0 + rows, col.data());
+    fn(q0, rows, static_cast<const T*>(col.data()));
+  }
+}
+
 // y[pixels, o] = col[pixels, k] * w[o, k]^T
 template <typename T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, T* y) {
@@ -118,13 +131,9 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, T* y) {
     gemm({p.pixels(), p.o, k, false, true}, T(1), x, k, w, k, T(0), y, p.o);
     return;
   }
-  const int64_t chunk = std::min(rows_per_chunk(p), p.pixels());
-  std::vector<T> col(static_cast<size_t>(chunk * k));
-  for (int64_t q0 = 0; q0 < p.pixels(); q0 += chunk) {
-    const int64_t rows = std::min(chunk, p.pixels() - q0);
-    im2col(p, x, q0, q0 + rows, col.data());
-    gemm({rows, p.o, k, false, true}, T(1), col.data(), k, w, k, T(0), y + q0 * p.o, p.o);
-  }
+  for_each_column_block(p, x, [&](int64_t q0, int64_t rows, const T* col) {
+    gemm({rows, p.o, k, false, true}, T(1), col, k, w, k, T(0), y + q0 * p.o, p.o);
+  });
 }
 
 // dx = col2im(dy[pixels, o] * w[o, k]); dx is overwritten.
@@ -154,65 +163,79 @@ void conv_backward_filter(const ConvProblem& p, const T* dy, const T* x, T* dw, 
     gemm({p.o, k, p.pixels(), true, false}, T(1), dy, p.o, x, k, accumulate ? T(1) : T(0), dw, k);
     return;
   }
-  const int64_t chunk = std::min(rows_per_chunk(p), p.pixels());
-  std::vector<T> col(static_cast<size_t>(chunk * k));
-  for (int64_t q0 = 0; q0 < p.pixels(); q0 += chunk) {
-    const int64_t rows = std::min(chunk, p.pixels() - q0);
-    im2col(p, x, q0, q0 + rows, col.data());
+  for_each_column_block(p, x, [&](int64_t q0, int64_t rows, const T* col) {
     const T beta = (accumulate || q0 > 0) ? T(1) : T(0);
-    gemm({p.o, k, rows, true, false}, T(1), dy + q0 * p.o, p.o, col.data(), k, beta, dw, k);
-  }
+    gemm({p.o, k, rows, true, false}, T(1), dy + q0 * p.o, p.o, col, k, beta, dw, k);
+  });
 }
 
-// y[..., c] += bias[c]
+// y[..., c] += bias[c] for y of y_shape (channels innermost).
 template <typename T>
-void add_bias(Tensor& y, const Tensor& bias) {
+void add_bias(T* y, const Shape& y_shape, const Tensor& bias) {
   if (!bias.defined()) return;
-  const int64_t c = y.dim(-1);
-  const int64_t rows = c == 0 ? 0 : y.numel() / c;
-  T* out = y.data<T>();
+  const int64_t c = y_shape.dim(-1);
+  const int64_t rows = c == 0 ? 0 : y_shape.numel() / c;
   const T* b = bias.data<T>();
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < c; ++j)
-      out[r * c + j] += b[j];
+      y[r * c + j] += b[j];
+}
+
+// The two data movements of a convolution: the convolution itself (conv2d's
+// forward, conv-transpose's input gradient) and its adjoint (conv2d's input
+// gradient, conv-transpose's forward).
+enum class DataPass { convolve, adjoint };
+
+// A new tensor of out_shape = pass(in, w) (+ bias) for the convolution p.
+Tensor run_data_pass(const char* op, Context& ctx, DataPass pass, const ConvProblem& p,
+                     const Tensor& in, const Tensor& w, const Tensor& bias,
+                     const Shape& out_shape) {
+  return dispatch_into_new(op, ctx, in, out_shape, [&]<typename T>(const T* src, T* dst) {
+    if (pass == DataPass::convolve)
+      conv_forward(p, src, w.data<T>(), dst);
+    else
+      conv_backward_data(p, src, w.data<T>(), dst);
+    add_bias(dst, out_shape, bias);
+  });
+}
+
+// dw (+)= the weight gradient of the convolution p, given the gradient at its
+// output and its input.
+void run_filter_pass(const char* op, const ConvProblem& p, const Tensor& out_grad,
+                     const Tensor& input, Tensor& dw, bool accumulate) {
+  dispatch_float(op, out_grad, [&](auto tag) {
+    using T = decltype(tag);
+    conv_backward_filter(p, out_grad.data<T>(), input.data<T>(), dw.data<T>(), accumulate);
+  });
 }
 
 }  // namespace
 
 Tensor conv2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
               const ConvGeometry& g) {
+  check_cpu_float("conv2d", {{"x", &x}, {"w", &w}, {"bias", &bias}});
   const Shape y_shape = conv2d_output_shape(x.shape(), w.shape(), g);
-  Tensor y = Tensor::empty(y_shape, x.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("conv2d", x, [&](auto tag) {
-    using T = decltype(tag);
-    conv_forward(conv_problem(x.shape(), w.shape(), y_shape, g), x.data<T>(), w.data<T>(),
-                 y.data<T>());
-    add_bias<T>(y, bias);
-  });
-  return y;
+  return run_data_pass("conv2d", ctx, DataPass::convolve,
+                       conv_problem(x.shape(), w.shape(), y_shape, g), x, w, bias, y_shape);
 }
 
 Tensor conv2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w, const Shape& x_shape,
                              const ConvGeometry& g) {
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("conv2d_backward_input", dy, [&](auto tag) {
-    using T = decltype(tag);
-    conv_backward_data(conv_problem(x_shape, w.shape(), dy.shape(), g), dy.data<T>(), w.data<T>(),
-                       dx.data<T>());
-  });
-  return dx;
+  constexpr const char* op = "conv2d_backward_input";
+  check_cpu_float(op, {{"dy", &dy}, {"w", &w}});
+  return run_data_pass(op, ctx, DataPass::adjoint, conv_problem(x_shape, w.shape(), dy.shape(), g),
+                       dy, w, Tensor(), x_shape);
 }
 
 void conv2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
                             bool accumulate, const ConvGeometry& g) {
-  dispatch_float("conv2d_backward_weight", dy, [&](auto tag) {
-    using T = decltype(tag);
-    conv_backward_filter(conv_problem(x.shape(), dw.shape(), dy.shape(), g), dy.data<T>(),
-                         x.data<T>(), dw.data<T>(), accumulate);
-  });
+  constexpr const char* op = "conv2d_backward_weight";
+  check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
+  run_filter_pass(op, conv_problem(x.shape(), dw.shape(), dy.shape(), g), dy, x, dw, accumulate);
 }
 
 void bias_backward(Context& ctx, const Tensor& dy, Tensor& db, bool accumulate) {
+  check_cpu_float("bias_backward", {{"dy", &dy}, {"db", &db}});
   dispatch_float("bias_backward", dy, [&](auto tag) {
     using T = decltype(tag);
     const int64_t c = dy.dim(-1);
@@ -233,37 +256,29 @@ void bias_backward(Context& ctx, const Tensor& dy, Tensor& db, bool accumulate) 
 
 Tensor conv_transpose2d(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias,
                         const ConvGeometry& g) {
+  check_cpu_float("conv_transpose2d", {{"x", &x}, {"w", &w}, {"bias", &bias}});
   const Shape y_shape = conv_transpose2d_output_shape(x.shape(), w.shape(), g);
-  Tensor y = Tensor::empty(y_shape, x.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("conv_transpose2d", x, [&](auto tag) {
-    using T = decltype(tag);
-    conv_backward_data(transpose_problem(x.shape(), w.shape(), y_shape, g), x.data<T>(),
-                       w.data<T>(), y.data<T>());
-    add_bias<T>(y, bias);
-  });
-  return y;
+  return run_data_pass("conv_transpose2d", ctx, DataPass::adjoint,
+                       transpose_problem(x.shape(), w.shape(), y_shape, g), x, w, bias, y_shape);
 }
 
 Tensor conv_transpose2d_backward_input(Context& ctx, const Tensor& dy, const Tensor& w,
                                        const Shape& x_shape, const ConvGeometry& g) {
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("conv_transpose2d_backward_input", dy, [&](auto tag) {
-    using T = decltype(tag);
-    conv_forward(transpose_problem(x_shape, w.shape(), dy.shape(), g), dy.data<T>(), w.data<T>(),
-                 dx.data<T>());
-  });
-  return dx;
+  constexpr const char* op = "conv_transpose2d_backward_input";
+  check_cpu_float(op, {{"dy", &dy}, {"w", &w}});
+  return run_data_pass(op, ctx, DataPass::convolve,
+                       transpose_problem(x_shape, w.shape(), dy.shape(), g), dy, w, Tensor(),
+                       x_shape);
 }
 
 void conv_transpose2d_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
                                       bool accumulate, const ConvGeometry& g) {
+  constexpr const char* op = "conv_transpose2d_backward_weight";
+  check_cpu_float(op, {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
   // L = <dy, conv^T(x)> = <conv(dy), x>: the weight gradient of the convolution
   // that reads dy as its input and x as its output gradient.
-  dispatch_float("conv_transpose2d_backward_weight", dy, [&](auto tag) {
-    using T = decltype(tag);
-    conv_backward_filter(transpose_problem(x.shape(), dw.shape(), dy.shape(), g), x.data<T>(),
-                         dy.data<T>(), dw.data<T>(), accumulate);
-  });
+  run_filter_pass(op, transpose_problem(x.shape(), dw.shape(), dy.shape(), g), x, dy, dw,
+                  accumulate);
 }
 
 }  // namespace cohort::core::ops::cpu

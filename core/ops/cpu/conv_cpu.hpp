@@ -1,6 +1,7 @@
 #pragma once
 // CPU convolution (f32, f64): im2col + BLAS GEMM over NHWC tensors. The
-// dispatchers in core/ops/conv.cpp validate arguments before calling these.
+// dispatchers in core/ops/conv.cpp validate arguments before calling these;
+// each function checks itself that its tensors share one dtype, f32 or f64.
 #include "core/ops/ops.hpp"
 
 namespace cohort::core::ops::cpu {

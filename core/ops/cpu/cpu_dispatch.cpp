@@ -10,13 +10,6 @@ void fail_unsupported_dtype(const char* op, const Tensor& t) {
   COHORT_FAIL(fmt::format("{}: the CPU backend supports f32 and f64 tensors, got {}", op, t.str()));
 }
 
-void fail_no_cuda(const char* op, const Tensor& t) {
-  COHORT_FAIL(
-      fmt::format("{}: tensor {} is on {} but this build has no CUDA backend "
-                  "(configure with -DCOHORT_WITH_CUDA=ON)",
-                  op, t.str(), t.device().str()));
-}
-
 void check_cpu_float(const char* op,
                      std::initializer_list<std::pair<const char*, const Tensor*>> named_tensors) {
   const char* first_name = nullptr;

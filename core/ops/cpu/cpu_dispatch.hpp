@@ -1,18 +1,19 @@
 #pragma once
-// Helpers shared by the op dispatchers and the CPU implementations of the
-// convolution, linear, pooling, resize and concat ops.
+// The CPU backend computes in float and double only (double exists for the
+// gradient checks). dispatch_float picks a kernel's template instantiation from
+// a tensor's dtype; check_cpu_float guards kernels that read several tensors
+// with one element type. Every rejection names the op and the tensor.
 #include <initializer_list>
 #include <utility>
 
+#include "core/context.hpp"
 #include "core/dtype.hpp"
 #include "core/tensor.hpp"
 
 namespace cohort::core::ops::cpu {
 
-// Throws "<op>: the CPU backend supports f32 and f64, got <tensor>".
+// Throws "<op>: the CPU backend supports f32 and f64 tensors, got <tensor>".
 [[noreturn]] void fail_unsupported_dtype(const char* op, const Tensor& t);
-// Throws "<op>: <tensor> is on CUDA but this build has no CUDA backend".
-[[noreturn]] void fail_no_cuda(const char* op, const Tensor& t);
 
 // The CPU kernels are written for one element type per call: every defined
 // tensor must share the dtype of the first, which must be f32 or f64.
@@ -30,6 +31,19 @@ decltype(auto) dispatch_float(const char* op, const Tensor& t, F&& f) {
     default:
       fail_unsupported_dtype(op, t);
   }
+}
+
+// A new tensor of out_shape and in's dtype on ctx, filled by kernel(in's data,
+// out's data) called with in's element type (f32 or f64).
+template <typename Kernel>
+Tensor dispatch_into_new(const char* op, Context& ctx, const Tensor& in, const Shape& out_shape,
+                         Kernel&& kernel) {
+  Tensor out = Tensor::empty(out_shape, in.dtype(), ctx.device(), ctx.stream());
+  dispatch_float(op, in, [&](auto tag) {
+    using T = decltype(tag);
+    kernel(static_cast<const T*>(in.data<T>()), out.data<T>());
+  });
+  return out;
 }
 
 }  // namespace cohort::core::ops::cpu

@@ -1,6 +1,6 @@
 #include "core/ops/cpu/dropout_cpu.hpp"
 
-#include "core/ops/cpu/float_dispatch.hpp"
+#include "core/ops/cpu/cpu_dispatch.hpp"
 #include "core/ops/philox.hpp"
 
 namespace cohort::core::ops::cpu {

@@ -6,6 +6,7 @@
 namespace cohort::core::ops::cpu {
 
 Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_cpu_float("linear", {{"x", &x}, {"w", &w}, {"bias", &bias}});
   const int64_t rows = x.dim(0), in = x.dim(1), out = w.dim(0);
   Tensor y = Tensor::empty(Shape{rows, out}, x.dtype(), ctx.device(), ctx.stream());
   dispatch_float("linear", x, [&](auto tag) {
@@ -26,6 +27,7 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& bias
 }
 
 Tensor linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& w) {
+  check_cpu_float("linear_backward_input", {{"dy", &dy}, {"w", &w}});
   const int64_t rows = dy.dim(0), out = w.dim(0), in = w.dim(1);
   Tensor dx = Tensor::empty(Shape{rows, in}, dy.dtype(), ctx.device(), ctx.stream());
   dispatch_float("linear_backward_input", dy, [&](auto tag) {
@@ -39,6 +41,7 @@ Tensor linear_backward_input(Context& ctx, const Tensor& dy, const Tensor& w) {
 
 void linear_backward_weight(Context& ctx, const Tensor& dy, const Tensor& x, Tensor& dw,
                             bool accumulate) {
+  check_cpu_float("linear_backward_weight", {{"dy", &dy}, {"x", &x}, {"dw", &dw}});
   const int64_t rows = x.dim(0), in = x.dim(1), out = dy.dim(1);
   dispatch_float("linear_backward_weight", dy, [&](auto tag) {
     using T = decltype(tag);

@@ -1,6 +1,6 @@
 #pragma once
 // CPU linear layer (f32, f64) on BLAS GEMM. Called by core/ops/linear.cpp after
-// argument checks.
+// argument checks; each function checks itself that its tensors share one dtype.
 #include "core/ops/ops.hpp"
 
 namespace cohort::core::ops::cpu {

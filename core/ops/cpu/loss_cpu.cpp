@@ -6,7 +6,8 @@
 #include <cmath>
 #include <vector>
 
-#include "core/ops/cpu/float_dispatch.hpp"
+#include "core/error.hpp"
+#include "core/ops/cpu/cpu_dispatch.hpp"
 
 namespace cohort::core::ops::cpu {
 namespace {

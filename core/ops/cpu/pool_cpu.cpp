@@ -113,13 +113,10 @@ void window_max(const PoolDims& d, const Window& win, const T* image, T* best, i
 }  // namespace
 
 Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
+  check_cpu_float("max_pool2d", {{"x", &x}});
   const Shape y_shape = pool2d_output_shape(x.shape(), g);
-  Tensor y = Tensor::empty(y_shape, x.dtype(), ctx.device(), ctx.stream());
   const PoolDims d = pool_dims(x.shape(), y_shape);
-  dispatch_float("max_pool2d", x, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.data<T>();
-    T* yp = y.data<T>();
+  return dispatch_into_new("max_pool2d", ctx, x, y_shape, [&](const auto* xp, auto* yp) {
     std::vector<int64_t> where(static_cast<size_t>(d.c));
     for_each_output(
         d, [&](int64_t oy, int64_t ox) { return fixed_window(g, d, oy, ox); },
@@ -127,10 +124,11 @@ Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
           window_max(d, win, xp + image, yp + out_offset, where.data());
         });
   });
-  return y;
 }
 
-Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, const PoolGeometry& g) {
+Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                           const PoolGeometry& g) {
+  check_cpu_float("max_pool2d_backward", {{"dy", &dy}, {"x", &x}, {"y", &y}});
   Tensor dx = Tensor::zeros(x.shape(), x.dtype(), ctx.device(), ctx.stream());
   const PoolDims d = pool_dims(x.shape(), dy.shape());
   dispatch_float("max_pool2d_backward", x, [&](auto tag) {
@@ -155,50 +153,42 @@ Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, cons
 }
 
 Tensor avg_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
+  check_cpu_float("avg_pool2d", {{"x", &x}});
   const Shape y_shape = pool2d_output_shape(x.shape(), g);
-  Tensor y = Tensor::empty(y_shape, x.dtype(), ctx.device(), ctx.stream());
   const PoolDims d = pool_dims(x.shape(), y_shape);
-  dispatch_float("avg_pool2d", x, [&](auto tag) {
-    using T = decltype(tag);
-    avg_forward(d, x.data<T>(), y.data<T>(),
-                [&](int64_t oy, int64_t ox) { return fixed_window(g, d, oy, ox); });
+  return dispatch_into_new("avg_pool2d", ctx, x, y_shape, [&](const auto* xp, auto* yp) {
+    avg_forward(d, xp, yp, [&](int64_t oy, int64_t ox) { return fixed_window(g, d, oy, ox); });
   });
-  return y;
 }
 
 Tensor avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape,
                            const PoolGeometry& g) {
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), ctx.device(), ctx.stream());
+  check_cpu_float("avg_pool2d_backward", {{"dy", &dy}});
   const PoolDims d = pool_dims(x_shape, dy.shape());
-  dispatch_float("avg_pool2d_backward", dy, [&](auto tag) {
-    using T = decltype(tag);
-    avg_backward(d, dy.data<T>(), dx.data<T>(),
-                 [&](int64_t oy, int64_t ox) { return fixed_window(g, d, oy, ox); });
-  });
-  return dx;
+  return dispatch_into_new(
+      "avg_pool2d_backward", ctx, dy, x_shape, [&](const auto* dyp, auto* dxp) {
+        avg_backward(d, dyp, dxp,
+                     [&](int64_t oy, int64_t ox) { return fixed_window(g, d, oy, ox); });
+      });
 }
 
 Tensor adaptive_avg_pool2d(Context& ctx, const Tensor& x, int out_h, int out_w) {
+  check_cpu_float("adaptive_avg_pool2d", {{"x", &x}});
   const Shape y_shape{x.dim(0), out_h, out_w, x.dim(3)};
-  Tensor y = Tensor::empty(y_shape, x.dtype(), ctx.device(), ctx.stream());
   const PoolDims d = pool_dims(x.shape(), y_shape);
-  dispatch_float("adaptive_avg_pool2d", x, [&](auto tag) {
-    using T = decltype(tag);
-    avg_forward(d, x.data<T>(), y.data<T>(),
-                [&](int64_t oy, int64_t ox) { return adaptive_window(d, oy, ox); });
+  return dispatch_into_new("adaptive_avg_pool2d", ctx, x, y_shape, [&](const auto* xp, auto* yp) {
+    avg_forward(d, xp, yp, [&](int64_t oy, int64_t ox) { return adaptive_window(d, oy, ox); });
   });
-  return y;
 }
 
 Tensor adaptive_avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape) {
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), ctx.device(), ctx.stream());
+  check_cpu_float("adaptive_avg_pool2d_backward", {{"dy", &dy}});
   const PoolDims d = pool_dims(x_shape, dy.shape());
-  dispatch_float("adaptive_avg_pool2d_backward", dy, [&](auto tag) {
-    using T = decltype(tag);
-    avg_backward(d, dy.data<T>(), dx.data<T>(),
-                 [&](int64_t oy, int64_t ox) { return adaptive_window(d, oy, ox); });
-  });
-  return dx;
+  return dispatch_into_new(
+      "adaptive_avg_pool2d_backward", ctx, dy, x_shape, [&](const auto* dyp, auto* dxp) {
+        avg_backward(d, dyp, dxp,
+                     [&](int64_t oy, int64_t ox) { return adaptive_window(d, oy, ox); });
+      });
 }
 
 }  // namespace cohort::core::ops::cpu

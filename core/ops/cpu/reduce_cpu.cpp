@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "core/ops/cpu/float_dispatch.hpp"
+#include "core/ops/cpu/cpu_dispatch.hpp"
 
 namespace cohort::core::ops::cpu {
 namespace {

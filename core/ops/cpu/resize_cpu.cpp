@@ -60,43 +60,37 @@ void for_each_pixel(const ResizeDims& d, Fn&& fn) {
 }  // namespace
 
 Tensor resize_bilinear(Context& ctx, const Tensor& x, int out_h, int out_w) {
+  check_cpu_float("resize_bilinear", {{"x", &x}});
   const ResizeDims d{x.dim(0), x.dim(1), x.dim(2), x.dim(3), out_h, out_w};
-  Tensor y = Tensor::empty(Shape{d.n, d.oh, d.ow, d.c}, x.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("resize_bilinear", x, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.data<T>();
-    T* yp = y.data<T>();
-    for_each_pixel<T>(d, [&](const int64_t* at, const T* weight, int64_t out_offset) {
-      T* out = yp + out_offset;
-      const T *a = xp + at[0], *b = xp + at[1], *c = xp + at[2], *e = xp + at[3];
-      for (int64_t ch = 0; ch < d.c; ++ch)
-        out[ch] = weight[0] * a[ch] + weight[1] * b[ch] + weight[2] * c[ch] + weight[3] * e[ch];
-    });
-  });
-  return y;
+  return dispatch_into_new(
+      "resize_bilinear", ctx, x, Shape{d.n, d.oh, d.ow, d.c}, [&]<typename T>(const T* xp, T* yp) {
+        for_each_pixel<T>(d, [&](const int64_t* at, const T* weight, int64_t out_offset) {
+          T* out = yp + out_offset;
+          const T *a = xp + at[0], *b = xp + at[1], *c = xp + at[2], *e = xp + at[3];
+          for (int64_t ch = 0; ch < d.c; ++ch)
+            out[ch] = weight[0] * a[ch] + weight[1] * b[ch] + weight[2] * c[ch] + weight[3] * e[ch];
+        });
+      });
 }
 
 Tensor resize_bilinear_backward(Context& ctx, const Tensor& dy, const Shape& x_shape) {
+  check_cpu_float("resize_bilinear_backward", {{"dy", &dy}});
   const ResizeDims d{x_shape[0], x_shape[1], x_shape[2], x_shape[3], dy.dim(1), dy.dim(2)};
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), ctx.device(), ctx.stream());
-  dispatch_float("resize_bilinear_backward", dy, [&](auto tag) {
-    using T = decltype(tag);
-    const T* dyp = dy.data<T>();
-    T* dxp = dx.data<T>();
-    std::fill(dxp, dxp + x_shape.numel(), T(0));
-    // Scatter each output gradient to its four corners (which may coincide at
-    // the borders, hence += for every corner).
-    for_each_pixel<T>(d, [&](const int64_t* at, const T* weight, int64_t out_offset) {
-      const T* g = dyp + out_offset;
-      for (int corner = 0; corner < 4; ++corner) {
-        T* in = dxp + at[corner];
-        const T wgt = weight[corner];
-        for (int64_t ch = 0; ch < d.c; ++ch)
-          in[ch] += wgt * g[ch];
-      }
-    });
-  });
-  return dx;
+  return dispatch_into_new(
+      "resize_bilinear_backward", ctx, dy, x_shape, [&]<typename T>(const T* dyp, T* dxp) {
+        std::fill(dxp, dxp + x_shape.numel(), T(0));
+        // Scatter each output gradient to its four corners (which may coincide at
+        // the borders, hence += for every corner).
+        for_each_pixel<T>(d, [&](const int64_t* at, const T* weight, int64_t out_offset) {
+          const T* g = dyp + out_offset;
+          for (int corner = 0; corner < 4; ++corner) {
+            T* in = dxp + at[corner];
+            const T wgt = weight[corner];
+            for (int64_t ch = 0; ch < d.c; ++ch)
+              in[ch] += wgt * g[ch];
+          }
+        });
+      });
 }
 
 }  // namespace cohort::core::ops::cpu

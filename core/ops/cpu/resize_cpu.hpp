@@ -1,6 +1,6 @@
 #pragma once
 // CPU bilinear resize (f32, f64), align_corners=false as PyTorch. Called by
-// core/ops/resize.cpp after argument checks.
+// core/ops/resize.cpp after argument checks; each function checks its dtype.
 #include "core/ops/ops.hpp"
 
 namespace cohort::core::ops::cpu {

@@ -1,0 +1,60 @@
+#include "core/cuda/cudnn_descriptors.hpp"
+
+#include <fmt/format.h>
+
+#include "core/cuda/check.hpp"
+
+namespace cohort::core::cuda {
+
+cudnnDataType_t cudnn_data_type(DType dtype, const char* op) {
+  switch (dtype) {
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    default:
+      break;
+  }
+  COHORT_FAIL(fmt::format("{}: dtype {} is not supported on CUDA (use f32, bf16 or f16)", op,
+                          dtype_name(dtype)));
+}
+
+TensorDescriptor::TensorDescriptor() {
+  COHORT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&m_desc));
+}
+TensorDescriptor::~TensorDescriptor() {
+  if (m_desc) COHORT_CUDNN_CHECK_PRINT(cudnnDestroyTensorDescriptor(m_desc));
+}
+void TensorDescriptor::set_nhwc(cudnnDataType_t type, int n, int h, int w, int c) {
+  COHORT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(m_desc, CUDNN_TENSOR_NHWC, type, n, c, h, w));
+}
+
+FilterDescriptor::FilterDescriptor() {
+  COHORT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&m_desc));
+}
+FilterDescriptor::~FilterDescriptor() {
+  if (m_desc) COHORT_CUDNN_CHECK_PRINT(cudnnDestroyFilterDescriptor(m_desc));
+}
+void FilterDescriptor::set_ohwi(cudnnDataType_t type, int o, int kh, int kw, int i) {
+  COHORT_CUDNN_CHECK(cudnnSetFilter4dDescriptor(m_desc, type, CUDNN_TENSOR_NHWC, o, i, kh, kw));
+}
+
+ConvolutionDescriptor::ConvolutionDescriptor() {
+  COHORT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&m_desc));
+}
+ConvolutionDescriptor::~ConvolutionDescriptor() {
+  if (m_desc) COHORT_CUDNN_CHECK_PRINT(cudnnDestroyConvolutionDescriptor(m_desc));
+}
+void ConvolutionDescriptor::set_2d(int pad_h, int pad_w, int stride_h, int stride_w, int dilation_h,
+                                   int dilation_w) {
+  COHORT_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(m_desc, pad_h, pad_w, stride_h, stride_w,
+                                                     dilation_h, dilation_w,
+                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+}
+void ConvolutionDescriptor::set_math_type(cudnnMathType_t math) {
+  COHORT_CUDNN_CHECK(cudnnSetConvolutionMathType(m_desc, math));
+}
+
+}  // namespace cohort::core::cuda

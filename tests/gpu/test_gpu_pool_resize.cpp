@@ -1,0 +1,125 @@
+// Pooling and bilinear resize on CUDA against the CPU ops, forward and backward,
+// including padding, count_include_pad both ways, overlapping adaptive bins,
+// max-pool ties (the gradient must go to the same first maximum) and bf16/f16.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "core/ops/ops.hpp"
+#include "tests/gpu/test_gpu_common.hpp"
+
+namespace cohort::gputest {
+namespace {
+
+using core::ops::PoolGeometry;
+
+PoolGeometry pool(int k, int s, int p, bool include_pad = true) {
+  PoolGeometry g;
+  g.kernel_h = g.kernel_w = k;
+  g.stride_h = g.stride_w = s;
+  g.pad_h = g.pad_w = p;
+  g.count_include_pad = include_pad;
+  return g;
+}
+
+std::vector<PoolGeometry> geometries() {
+  PoolGeometry rect = pool(3, 2, 1);
+  rect.kernel_w = 2;
+  rect.stride_w = 1;
+  rect.pad_w = 0;
+  return {pool(2, 2, 0), pool(3, 2, 1), pool(3, 1, 1, false), pool(3, 2, 1, false), rect};
+}
+
+std::string geometry_str(const PoolGeometry& g) {
+  return fmt::format("kernel {}x{} stride {}x{} pad {}x{} include_pad {}", g.kernel_h, g.kernel_w,
+                     g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.count_include_pad);
+}
+
+void check_pools(const Tensor& x, DType d, uint64_t seed) {
+  for (const PoolGeometry& g : geometries()) {
+    SCOPED_TRACE(fmt::format("{} x {} {}", geometry_str(g), x.shape().str(), name_of(d)));
+    const Tensor xg = to_gpu(x, d);
+    const Tol tol = tol_for(d, kTightF32);
+    const Tensor ym_cpu = core::ops::max_pool2d(cpu(), x, g);
+    const Tensor ym_gpu = core::ops::max_pool2d(gpu(), xg, g);
+    expect_equal("max_pool2d", ym_gpu, ym_cpu);  // a selection: exact
+    const Tensor dy = random_cpu(ym_cpu.shape(), seed++, -1, 1, d);
+    expect_near("max_pool2d_backward",
+                core::ops::max_pool2d_backward(gpu(), to_gpu(dy, d), xg, ym_gpu, g),
+                core::ops::max_pool2d_backward(cpu(), dy, x, ym_cpu, g), tol);
+
+    const Tensor ya_cpu = core::ops::avg_pool2d(cpu(), x, g);
+    expect_near("avg_pool2d", core::ops::avg_pool2d(gpu(), xg, g), ya_cpu, tol);
+    expect_near("avg_pool2d_backward",
+                core::ops::avg_pool2d_backward(gpu(), to_gpu(dy, d), x.shape(), g),
+                core::ops::avg_pool2d_backward(cpu(), dy, x.shape(), g), tol);
+  }
+}
+
+TEST(GpuPool, MaxAndAvgMatchCpu) {
+  for (DType d : float_dtypes())
+    check_pools(random_cpu(Shape{2, 9, 8, 5}, 1, -1, 1, d), d, 10);
+}
+
+// Few distinct values: many ties inside each window. The gradient must reach the
+// first maximum in row-major window order on both devices.
+TEST(GpuPool, MaxPoolTiesGoToTheFirstMaximum) {
+  std::vector<double> v;
+  for (int i = 0; i < 2 * 7 * 6 * 3; ++i)
+    v.push_back(static_cast<double>((i * 7) % 3));
+  const Tensor x = Tensor::from_vector(v, Shape{2, 7, 6, 3}, DType::f32);
+  for (DType d : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(name_of(d));
+    check_pools(x, d, 20);
+  }
+}
+
+TEST(GpuPool, AdaptiveAvgMatchesCpu) {
+  const std::vector<std::pair<int, int>> outs{{1, 1}, {3, 2}, {2, 3}, {7, 5}, {4, 4}};
+  for (DType d : float_dtypes()) {
+    const Tensor x = random_cpu(Shape{2, 7, 5, 6}, 30, -1, 1, d);
+    for (auto [oh, ow] : outs) {
+      SCOPED_TRACE(
+          fmt::format("adaptive {}x{} from {} in {}", oh, ow, x.shape().str(), name_of(d)));
+      const Tol tol = tol_for(d, kTightF32);
+      const Tensor y_cpu = core::ops::adaptive_avg_pool2d(cpu(), x, oh, ow);
+      expect_near("adaptive_avg_pool2d",
+                  core::ops::adaptive_avg_pool2d(gpu(), to_gpu(x, d), oh, ow), y_cpu, tol);
+      const Tensor dy = random_cpu(y_cpu.shape(), 31, -1, 1, d);
+      expect_near("adaptive_avg_pool2d_backward",
+                  core::ops::adaptive_avg_pool2d_backward(gpu(), to_gpu(dy, d), x.shape()),
+                  core::ops::adaptive_avg_pool2d_backward(cpu(), dy, x.shape()), tol);
+    }
+  }
+}
+
+TEST(GpuResize, BilinearMatchesCpu) {
+  const std::vector<std::pair<int, int>> outs{{11, 9}, {4, 3}, {5, 4}, {1, 1}, {16, 2}};
+  for (DType d : float_dtypes()) {
+    const Tensor x = random_cpu(Shape{2, 5, 4, 3}, 40, -1, 1, d);
+    for (auto [oh, ow] : outs) {
+      SCOPED_TRACE(fmt::format("resize {} to {}x{} in {}", x.shape().str(), oh, ow, name_of(d)));
+      const Tol tol = tol_for(d, kTightF32);
+      const Tensor y_cpu = core::ops::resize_bilinear(cpu(), x, oh, ow);
+      expect_near("resize_bilinear", core::ops::resize_bilinear(gpu(), to_gpu(x, d), oh, ow), y_cpu,
+                  tol);
+      const Tensor dy = random_cpu(y_cpu.shape(), 41, -1, 1, d);
+      expect_near("resize_bilinear_backward",
+                  core::ops::resize_bilinear_backward(gpu(), to_gpu(dy, d), x.shape()),
+                  core::ops::resize_bilinear_backward(cpu(), dy, x.shape()), tol);
+    }
+  }
+}
+
+// The 8x upsampling of a segmentation head: many outputs per input in backward.
+TEST(GpuResize, LargeUpsampleBackwardMatchesCpu) {
+  const Tensor x = random_cpu(Shape{2, 8, 8, 19}, 50);
+  const Tensor dy = random_cpu(Shape{2, 64, 64, 19}, 51);
+  expect_near("resize 8x8 -> 64x64", core::ops::resize_bilinear(gpu(), to_gpu(x), 64, 64),
+              core::ops::resize_bilinear(cpu(), x, 64, 64), kTightF32);
+  expect_near("resize backward 64x64 -> 8x8",
+              core::ops::resize_bilinear_backward(gpu(), to_gpu(dy), x.shape()),
+              core::ops::resize_bilinear_backward(cpu(), dy, x.shape()), {1e-4, 1e-5});
+}
+
+}  // namespace
+}  // namespace cohort::gputest
