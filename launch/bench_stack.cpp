@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -12,6 +13,48 @@
 #include "models/resnet.hpp"
 
 namespace cohort::launch {
+
+namespace {
+
+// Per-layer times with a synchronisation around every layer: where the time goes,
+// not how fast the whole step is (synchronising removes all overlap).
+void print_layer_profile(core::nn::Graph& graph, core::Context& ctx, const core::Tensor& x,
+                         core::nn::NodeId loss, int iters) {
+  graph.set_profiling(true);
+  graph.reset_timings();
+  for (int i = 0; i < iters; ++i) {
+    graph.forward(ctx, {{"image", x}}, {.training = true});
+    graph.backward(ctx, {{loss, core::Tensor()}});
+  }
+  graph.set_profiling(false);
+  struct Total {
+    double forward = 0, backward = 0;
+    int layers = 0;
+  };
+  std::map<std::string, Total> by_kind;
+  std::vector<core::nn::Graph::LayerTiming> layers;
+  for (const auto& t : graph.timings()) {
+    if (t.runs == 0) continue;
+    Total& k = by_kind[t.kind];
+    k.forward += t.forward_ms / iters;
+    k.backward += t.backward_ms / iters;
+    ++k.layers;
+    layers.push_back(t);
+  }
+  fmt::print("per-layer profile (synchronised, mean of {} iterations), by kind:\n", iters);
+  for (const auto& [kind, t] : by_kind)
+    fmt::print("  {:<18} {:>3} layers  forward {:>9.2f} ms  backward {:>9.2f} ms\n", kind,
+               t.layers, t.forward, t.backward);
+  std::sort(layers.begin(), layers.end(), [](const auto& a, const auto& b) {
+    return a.forward_ms + a.backward_ms > b.forward_ms + b.backward_ms;
+  });
+  fmt::print("slowest layers:\n");
+  for (size_t i = 0; i < std::min<size_t>(12, layers.size()); ++i)
+    fmt::print("  {:<24} {:<12} forward {:>8.2f} ms  backward {:>8.2f} ms\n", layers[i].name,
+               layers[i].kind, layers[i].forward_ms / iters, layers[i].backward_ms / iters);
+}
+
+}  // namespace
 
 void run_bench_stack(const BenchStackOptions& o) {
   using core::DType;
@@ -55,6 +98,7 @@ void run_bench_stack(const BenchStackOptions& o) {
   fmt::print("forward+backward: median {:.2f} ms, min {:.2f} ms over {} iterations ({} warm-up); "
              "{:.0f} images/s\n",
              median, ms.front(), ms.size(), o.warmup, 1000.0 * o.batch / median);
+  if (o.profile_iters > 0) print_layer_profile(graph, ctx, x, loss, o.profile_iters);
 }
 
 }  // namespace cohort::launch

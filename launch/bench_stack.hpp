@@ -15,6 +15,7 @@ struct BenchStackOptions {
   std::string dtype = "bf16";
   int warmup = 5;
   int iters = 20;
+  int profile_iters = 0;  // > 0: also print a synchronised per-layer profile
 };
 
 void run_bench_stack(const BenchStackOptions& options);

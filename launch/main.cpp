@@ -50,6 +50,9 @@ int main(int argc, char** argv) {
   stack_cmd->add_option("--dtype", stack.dtype, "f32, bf16 or f16")->capture_default_str();
   stack_cmd->add_option("--warmup", stack.warmup)->capture_default_str();
   stack_cmd->add_option("--iters", stack.iters)->capture_default_str();
+  stack_cmd->add_option("--profile", stack.profile_iters,
+                        "Iterations of a synchronised per-layer profile (0: none)")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {

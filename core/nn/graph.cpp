@@ -3,11 +3,25 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/nn/init.hpp"
 #include "core/optim/kernels.hpp"
 
 namespace cohort::core::nn {
+namespace {
+// Runs `body`; with profiling on, synchronises around it and adds its wall time.
+template <typename F>
+void timed(bool profiling, Context& ctx, double& total_ms, F&& body) {
+  if (!profiling) return body();
+  ctx.synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  body();
+  ctx.synchronize();
+  total_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count();
+}
+}  // namespace
 
 NodeId Graph::input(const std::string& name) {
   COHORT_CHECK(!m_built, fmt::format("Graph::input('{}'): graph is already built", name));
@@ -176,8 +190,13 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
     std::vector<Tensor> xs;
     xs.reserve(node.inputs.size());
     for (NodeId in : node.inputs) xs.push_back(m_outputs[in]);
+    if (m_profiling && m_timings.size() != n) reset_timings();
     try {
-      m_outputs[i] = node.layer->forward(ctx, xs, m_saved[i], args);
+      double ignored = 0;
+      double& slot = m_profiling ? m_timings[i].forward_ms : ignored;
+      timed(m_profiling, ctx, slot,
+            [&] { m_outputs[i] = node.layer->forward(ctx, xs, m_saved[i], args); });
+      if (m_profiling) ++m_timings[i].runs;
     } catch (const Error& e) {
       throw Error(fmt::format("in layer '{}' ({}): {}", node.name, node.layer->kind(), e.what()));
     }
@@ -255,7 +274,12 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     for (NodeId in : node.inputs) args.needs_input_grad.push_back(needs_grad[in]);
     std::vector<Tensor> input_grads;
     try {
-      input_grads = node.layer->backward(ctx, grads[k], m_saved[k], args);
+      double ignored = 0;
+      double& slot = m_profiling && m_timings.size() == n ? m_timings[k].backward_ms : ignored;
+      timed(m_profiling, ctx, slot, [&] {
+        input_grads = node.layer->backward(ctx, grads[k], m_saved[k], args);
+        if (has_trainable[k]) finish_layer_grads(ctx, node, accumulate);
+      });
     } catch (const Error& e) {
       throw Error(fmt::format("in backward of layer '{}' ({}): {}", node.name, node.layer->kind(),
                               e.what()));
@@ -270,7 +294,6 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
       grads[in] = grads[in].defined() ? ops::add(ctx, grads[in], input_grads[j]) : input_grads[j];
     }
     if (has_trainable[k]) {
-      finish_layer_grads(ctx, node, accumulate);
       fired[k] = true;
       if (m_hook) {
         std::vector<Parameter*> ready;
@@ -330,6 +353,14 @@ std::map<std::string, Tensor> Graph::state() const {
   for (const Parameter& p : m_params) out.emplace(p.name, p.value);
   for (const Buffer& b : m_buffers) out.emplace(b.name, b.value);
   return out;
+}
+
+void Graph::reset_timings() {
+  m_timings.assign(m_nodes.size(), LayerTiming{});
+  for (size_t i = 0; i < m_nodes.size(); ++i) {
+    m_timings[i].name = m_nodes[i].name;
+    m_timings[i].kind = m_nodes[i].layer ? m_nodes[i].layer->kind() : "input";
+  }
 }
 
 NodeId Graph::node(const std::string& name) const {

@@ -88,6 +88,19 @@ class Graph {
   // Parameters and buffers by full name (views, not copies): for checkpoints and import.
   std::map<std::string, Tensor> state() const;
 
+  // ---- profiling ---------------------------------------------------------------------
+  // When on, every layer's forward and backward is bracketed by stream
+  // synchronisations and timed on the host (slow; for finding hot layers only).
+  struct LayerTiming {
+    std::string name, kind;
+    double forward_ms = 0, backward_ms = 0;
+    int64_t runs = 0;
+  };
+  void set_profiling(bool on) { m_profiling = on; }
+  // One entry per layer node, in node order; cleared by reset_timings().
+  const std::vector<LayerTiming>& timings() const { return m_timings; }
+  void reset_timings();
+
   NodeId node(const std::string& name) const;
   const std::string& node_name(NodeId id) const { return m_nodes.at(id).name; }
   Layer& layer(NodeId id) { return *m_nodes.at(id).layer; }
@@ -121,6 +134,8 @@ class Graph {
   std::vector<bool> m_ran;
   std::vector<bool> m_keep;
   GradReadyHook m_hook;
+  bool m_profiling = false;
+  std::vector<LayerTiming> m_timings;
 };
 
 }  // namespace cohort::core::nn

@@ -14,6 +14,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "core/cuda/check.hpp"
@@ -35,6 +36,7 @@ using core::cuda::TensorDescriptor;
 
 // Workspace offered to cudnnFind: algorithms wanting more are not considered.
 constexpr size_t kMaxFindWorkspace = size_t{1} << 30;
+constexpr size_t kMinFindWorkspace = size_t{256} << 20;
 
 // A convolution in cuDNN's terms: x [n, h, w, c] * filter [o, kh, kw, c] -> y [n, oh, ow, o].
 struct ConvProblem {
@@ -139,6 +141,10 @@ size_t bytes_of(const ConvProblem& p, char which) {
 
 // Scratch for cudnnFind: as much of `wanted` as can be had (halving on OOM).
 Tensor find_workspace(Context& ctx, size_t wanted) {
+  // cuDNN 9's workspace queries do not cover every engine cudnnFind tries: with too
+  // little scratch, tensor-core engines fail (status 4002, measured on H100/H200)
+  // and only slow fallback kernels remain. Offer a generous floor.
+  wanted = std::max(wanted, kMinFindWorkspace);
   size_t free_bytes = 0, total_bytes = 0;
   if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
     wanted = std::min(wanted, free_bytes / 2);
@@ -158,6 +164,19 @@ Tensor find_workspace(Context& ctx, size_t wanted) {
 template <typename Perf>
 ConvAlgoChoice pick(const std::vector<Perf>& perf, int returned, const char* op,
                     const ConvProblem& p) {
+  // COHORT_CUDNN_VERBOSE=1 prints what cudnnFind measured for every new problem.
+  static const bool verbose = [] {
+    const char* v = std::getenv("COHORT_CUDNN_VERBOSE");
+    return v != nullptr && v[0] == '1';
+  }();
+  if (verbose) {
+    std::string line = fmt::format("cudnn find {} {}:", op, p.str());
+    for (int i = 0; i < std::min(returned, 4); ++i)
+      line += fmt::format(" [algo {} status {} {:.3f} ms {} B math {}]",
+                          static_cast<int>(perf[i].algo), static_cast<int>(perf[i].status),
+                          perf[i].time, perf[i].memory, static_cast<int>(perf[i].mathType));
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
   for (int i = 0; i < returned; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS)
       return {static_cast<int>(perf[i].algo), perf[i].memory, perf[i].mathType};
