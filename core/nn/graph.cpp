@@ -194,8 +194,10 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
     try {
       double ignored = 0;
       double& slot = m_profiling ? m_timings[i].forward_ms : ignored;
+      if (m_before_layer) m_before_layer(static_cast<NodeId>(i), *node.layer, false);
       timed(m_profiling, ctx, slot,
             [&] { m_outputs[i] = node.layer->forward(ctx, xs, m_saved[i], args); });
+      if (m_after_layer) m_after_layer(static_cast<NodeId>(i), *node.layer, false);
       if (m_profiling) ++m_timings[i].runs;
     } catch (const Error& e) {
       throw Error(fmt::format("in layer '{}' ({}): {}", node.name, node.layer->kind(), e.what()));
@@ -276,10 +278,12 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     try {
       double ignored = 0;
       double& slot = m_profiling && m_timings.size() == n ? m_timings[k].backward_ms : ignored;
+      if (m_before_layer) m_before_layer(static_cast<NodeId>(k), *node.layer, true);
       timed(m_profiling, ctx, slot, [&] {
         input_grads = node.layer->backward(ctx, grads[k], m_saved[k], args);
         if (has_trainable[k]) finish_layer_grads(ctx, node, accumulate);
       });
+      if (m_after_layer) m_after_layer(static_cast<NodeId>(k), *node.layer, true);
     } catch (const Error& e) {
       throw Error(fmt::format("in backward of layer '{}' ({}): {}", node.name, node.layer->kind(),
                               e.what()));

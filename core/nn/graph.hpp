@@ -70,6 +70,15 @@ class Graph {
   using GradReadyHook = std::function<void(std::span<Parameter* const>)>;
   void set_grad_ready_hook(GradReadyHook hook) { m_hook = std::move(hook); }
 
+  // Called before and after each layer's forward (backward = false) and backward
+  // (backward = true). Sharded data parallelism (ZeRO-3) gathers a layer's
+  // parameters in `before` and releases them in `after`.
+  using LayerHook = std::function<void(NodeId, Layer&, bool backward)>;
+  void set_layer_hooks(LayerHook before, LayerHook after) {
+    m_before_layer = std::move(before);
+    m_after_layer = std::move(after);
+  }
+
   // Copies master weights into the compute-dtype copies (call after each optimizer
   // step when a 16-bit compute dtype is used; a no-op for f32).
   void refresh_compute_weights(Context& ctx);
@@ -103,7 +112,8 @@ class Graph {
 
   NodeId node(const std::string& name) const;
   const std::string& node_name(NodeId id) const { return m_nodes.at(id).name; }
-  Layer& layer(NodeId id) { return *m_nodes.at(id).layer; }
+  // The node's layer; nullptr for graph inputs.
+  Layer* layer(NodeId id) { return m_nodes.at(id).layer.get(); }
   int num_nodes() const { return static_cast<int>(m_nodes.size()); }
   Device device() const { return m_device; }
   DType compute_dtype() const { return m_compute; }
@@ -134,6 +144,7 @@ class Graph {
   std::vector<bool> m_ran;
   std::vector<bool> m_keep;
   GradReadyHook m_hook;
+  LayerHook m_before_layer, m_after_layer;
   bool m_profiling = false;
   std::vector<LayerTiming> m_timings;
 };
