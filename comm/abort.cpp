@@ -1,0 +1,93 @@
+#include "comm/abort.hpp"
+
+#include <mpi.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "comm/mpi_check.hpp"
+#include "core/error.hpp"
+
+namespace cohort::comm {
+namespace {
+
+struct Hooks {
+  std::mutex mutex;
+  int next_id = 0;
+  std::vector<std::pair<int, std::function<void()>>> list;
+};
+Hooks& hooks() {
+  static Hooks* h = new Hooks;  // never destroyed: an abort may race static destruction
+  return *h;
+}
+std::atomic<bool> g_aborting{false};
+
+}  // namespace
+
+int add_abort_hook(std::function<void()> hook) {
+  Hooks& h = hooks();
+  std::lock_guard lock(h.mutex);
+  h.list.emplace_back(++h.next_id, std::move(hook));
+  return h.next_id;
+}
+
+void remove_abort_hook(int id) {
+  Hooks& h = hooks();
+  std::lock_guard lock(h.mutex);
+  std::erase_if(h.list, [id](const auto& entry) { return entry.first == id; });
+}
+
+void abort_job(const std::string& reason, int exit_code) noexcept {
+  if (g_aborting.exchange(true)) {
+    // Another thread is already ending the job; wait to be killed with it.
+    for (;;)
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::string identity;
+  try {
+    identity = process_identity();
+  } catch (...) {
+  }
+  std::fprintf(stderr, "cohort: %s\ncohort: aborting the job [%s]\n", reason.c_str(),
+               identity.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  {
+    Hooks& h = hooks();
+    std::lock_guard lock(h.mutex);
+    for (auto& [id, hook] : h.list) {
+      try {
+        hook();
+      } catch (...) {
+        std::fprintf(stderr, "cohort: an abort hook failed; continuing the abort\n");
+      }
+    }
+  }
+  if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+int run_rank_main(const std::function<int()>& fn) noexcept {
+  std::string reason;
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    reason = std::string("uncaught exception: ") + e.what();
+  } catch (...) {
+    reason = "uncaught exception of unknown type";
+  }
+  if (!mpi_active()) {
+    std::fprintf(stderr, "cohort: %s\n", reason.c_str());
+    return 1;
+  }
+  abort_job(reason, 1);
+}
+
+}  // namespace cohort::comm

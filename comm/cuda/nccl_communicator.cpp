@@ -1,0 +1,267 @@
+// NCCL backend. Each communicator owns a non-blocking CUDA stream on which its
+// collectives run; a collective first waits (cudaStreamWaitEvent) for an event
+// recorded on the caller's compute stream, so it sees everything the caller
+// queued before, and records a "done" event that Work::wait (host) and
+// Work::wait_stream (another stream) and the watchdog's probe use.
+// The raw ncclComm_t is shared with the watchdog probe (ncclCommGetAsyncError)
+// and the abort hook (ncclCommAbort) behind a mutex, so destroying the
+// communicator cannot race either of them.
+#include "comm/cuda/nccl_communicator.hpp"
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <nccl.h>
+
+#include <mutex>
+#include <thread>
+
+#include "comm/abort.hpp"
+#include "comm/mpi_check.hpp"
+#include "core/cuda/check.hpp"
+
+namespace cohort::comm {
+namespace {
+
+using core::DType;
+using core::Tensor;
+
+// Makes `device` current for the scope and restores the caller's device.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    COHORT_CUDA_CHECK(cudaGetDevice(&m_previous));
+    if (m_previous != device) COHORT_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { COHORT_CUDA_CHECK_PRINT(cudaSetDevice(m_previous)); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int m_previous = 0;
+};
+
+class Event {
+ public:
+  Event() { COHORT_CUDA_CHECK(cudaEventCreateWithFlags(&m_event, cudaEventDisableTiming)); }
+  ~Event() { COHORT_CUDA_CHECK_PRINT(cudaEventDestroy(m_event)); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return m_event; }
+
+ private:
+  cudaEvent_t m_event = nullptr;
+};
+
+struct SharedComm {
+  std::mutex mutex;
+  ncclComm_t comm = nullptr;  // null once destroyed or aborted
+};
+
+ncclDataType_t nccl_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return ncclFloat32;
+    case DType::f16:
+      return ncclFloat16;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::f64:
+      return ncclFloat64;
+    case DType::i32:
+      return ncclInt32;
+    case DType::i64:
+      return ncclInt64;
+    case DType::u8:
+      return ncclUint8;
+  }
+  COHORT_FAIL("nccl backend: unknown dtype");
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  return op == ReduceOp::sum ? ncclSum : ncclAvg;
+}
+
+// Empty when the communicator has no asynchronous error.
+std::string async_error(SharedComm& shared) {
+  std::lock_guard lock(shared.mutex);
+  if (shared.comm == nullptr) return "the NCCL communicator was destroyed or aborted";
+  ncclResult_t state = ncclSuccess;
+  if (ncclCommGetAsyncError(shared.comm, &state) != ncclSuccess)
+    return "ncclCommGetAsyncError failed";
+  if (state == ncclSuccess || state == ncclInProgress) return {};
+  return fmt::format("NCCL asynchronous error {} ({})", static_cast<int>(state),
+                     ncclGetErrorString(state));
+}
+
+bool event_done(cudaEvent_t event) {
+  const cudaError_t status = cudaEventQuery(event);
+  if (status == cudaSuccess) return true;
+  if (status == cudaErrorNotReady) return false;
+  (void)cudaGetLastError();
+  throw_library_error(Library::cuda, status, "cudaEventQuery(done)", __FILE__, __LINE__);
+}
+
+class NcclPending final : public PendingCollective {
+ public:
+  NcclPending(std::shared_ptr<Event> done, std::shared_ptr<SharedComm> shared,
+              cudaStream_t issue_stream, Tensor keep_a, Tensor keep_b)
+      : m_done(std::move(done)),
+        m_shared(std::move(shared)),
+        m_issue_stream(issue_stream),
+        m_keep_a(std::move(keep_a)),
+        m_keep_b(std::move(keep_b)) {}
+
+  bool poll() override { return event_done(m_done->get()); }
+
+  void block() override {
+    // Polling (not cudaEventSynchronize) so that an NCCL failure surfaces here
+    // as an error instead of a wait that never ends.
+    while (!event_done(m_done->get())) {
+      const std::string error = async_error(*m_shared);
+      COHORT_CHECK(error.empty(), "nccl collective failed: " + error);
+      std::this_thread::yield();
+    }
+  }
+
+  bool order_stream(core::StreamHandle stream) override {
+    COHORT_CUDA_CHECK(cudaStreamWaitEvent(stream, m_done->get(), 0));
+    return false;
+  }
+
+  void release() noexcept override {
+    // The tensors were allocated on the issuing stream (stream-ordered pool);
+    // ordering that stream after the collective makes their release safe.
+    COHORT_CUDA_CHECK_PRINT(cudaStreamWaitEvent(m_issue_stream, m_done->get(), 0));
+    m_keep_a = Tensor();
+    m_keep_b = Tensor();
+  }
+
+  std::function<ProbeResult()> watchdog_probe() override {
+    return [done = m_done, shared = m_shared]() {
+      ProbeResult result;
+      result.done = event_done(done->get());
+      if (!result.done) result.error = async_error(*shared);
+      return result;
+    };
+  }
+
+ private:
+  std::shared_ptr<Event> m_done;
+  std::shared_ptr<SharedComm> m_shared;
+  cudaStream_t m_issue_stream;
+  Tensor m_keep_a, m_keep_b;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(MPI_Comm parent, core::Device device, const CommOptions& options)
+      : Communicator(parent, device, options), m_shared(std::make_shared<SharedComm>()) {
+    DeviceGuard guard(device.index);
+    ncclUniqueId id{};
+    if (rank() == 0) COHORT_NCCL_CHECK(ncclGetUniqueId(&id));
+    COHORT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, parent));
+    {
+      // Joining waits for every rank; a rank that never comes must not hang it.
+      const std::shared_ptr<Watch> watch = watchdog().watch(
+          fmt::format("NCCL communicator initialisation ({} ranks)", size()), options.timeout_s);
+      ncclComm_t comm = nullptr;
+      const ncclResult_t status = ncclCommInitRank(&comm, size(), id, rank());
+      watch->finish();
+      COHORT_NCCL_CHECK(status);
+      m_shared->comm = comm;
+    }
+    m_abort_hook = add_abort_hook([shared = m_shared] {
+      std::lock_guard lock(shared->mutex);
+      if (shared->comm) ncclCommAbort(shared->comm);
+      shared->comm = nullptr;
+    });
+    COHORT_CUDA_CHECK(cudaStreamCreateWithFlags(&m_stream, cudaStreamNonBlocking));
+    m_barrier_scratch = Tensor::zeros(core::Shape{1}, DType::i32, device, m_stream);
+  }
+
+  ~NcclCommunicator() override {
+    remove_abort_hook(m_abort_hook);
+    if (std::uncaught_exceptions() > 0) return;  // the job is aborting; do not wait on the GPU
+    try {
+      DeviceGuard guard(device().index);
+      m_barrier_scratch = Tensor();  // freed on m_stream, before the stream goes
+      COHORT_CUDA_CHECK_PRINT(cudaStreamSynchronize(m_stream));
+      ncclComm_t comm = nullptr;
+      {
+        std::lock_guard lock(m_shared->mutex);
+        comm = m_shared->comm;
+        m_shared->comm = nullptr;
+      }
+      if (comm) COHORT_NCCL_CHECK_PRINT(ncclCommDestroy(comm));
+      COHORT_CUDA_CHECK_PRINT(cudaStreamDestroy(m_stream));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cohort: destroying the NCCL communicator: %s\n", e.what());
+    }
+  }
+
+  const char* backend_name() const override { return "nccl"; }
+  bool supports(DType) const override { return true; }
+
+ protected:
+  std::unique_ptr<PendingCollective> start(const Call& call) override {
+    DeviceGuard guard(device().index);
+    ncclComm_t comm = nullptr;
+    {
+      std::lock_guard lock(m_shared->mutex);
+      comm = m_shared->comm;
+    }
+    COHORT_CHECK(comm != nullptr, "nccl backend: the communicator was aborted");
+    {
+      Event ready;
+      COHORT_CUDA_CHECK(cudaEventRecord(ready.get(), call.stream));
+      COHORT_CUDA_CHECK(cudaStreamWaitEvent(m_stream, ready.get(), 0));
+    }
+    const Tensor& in = call.input;
+    const Tensor& out = call.output;
+    const CollectiveInfo& info = call.info;
+    switch (info.op) {
+      case CollectiveOp::all_reduce:
+        COHORT_NCCL_CHECK(ncclAllReduce(in.raw(), in.raw(), static_cast<size_t>(in.numel()),
+                                        nccl_type(in.dtype()), nccl_op(info.reduce), comm,
+                                        m_stream));
+        break;
+      case CollectiveOp::reduce_scatter:
+        // NCCL's in-place form is exactly ours: output is this rank's block of input.
+        COHORT_NCCL_CHECK(ncclReduceScatter(in.raw(), out.raw(), static_cast<size_t>(out.numel()),
+                                            nccl_type(in.dtype()), nccl_op(info.reduce), comm,
+                                            m_stream));
+        break;
+      case CollectiveOp::all_gather:
+        COHORT_NCCL_CHECK(ncclAllGather(in.raw(), out.raw(), static_cast<size_t>(in.numel()),
+                                        nccl_type(in.dtype()), comm, m_stream));
+        break;
+      case CollectiveOp::broadcast:
+        COHORT_NCCL_CHECK(ncclBroadcast(in.raw(), in.raw(), static_cast<size_t>(in.numel()),
+                                        nccl_type(in.dtype()), info.root, comm, m_stream));
+        break;
+      case CollectiveOp::barrier:
+        // NCCL has no barrier; a one-element all-reduce synchronises the same way.
+        COHORT_NCCL_CHECK(ncclAllReduce(m_barrier_scratch.raw(), m_barrier_scratch.raw(), 1,
+                                        ncclInt32, ncclSum, comm, m_stream));
+        break;
+    }
+    auto done = std::make_shared<Event>();
+    COHORT_CUDA_CHECK(cudaEventRecord(done->get(), m_stream));
+    return std::make_unique<NcclPending>(std::move(done), m_shared, call.stream, in, out);
+  }
+
+ private:
+  std::shared_ptr<SharedComm> m_shared;
+  int m_abort_hook = 0;
+  cudaStream_t m_stream = nullptr;
+  Tensor m_barrier_scratch;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm parent, core::Device device,
+                                                     const CommOptions& options) {
+  return std::make_unique<NcclCommunicator>(parent, device, options);
+}
+
+}  // namespace cohort::comm

@@ -1,0 +1,98 @@
+#include "comm/mpi_session.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+
+#include "comm/mpi_check.hpp"
+#include "core/error.hpp"
+
+namespace cohort::comm {
+namespace {
+
+std::atomic<MpiSession*> g_current{nullptr};
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE:
+      return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED:
+      return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED:
+      return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE:
+      return "MPI_THREAD_MULTIPLE";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv, SessionOptions options)
+    : m_exceptions_at_construction(std::uncaught_exceptions()) {
+  COHORT_CHECK(g_current.load() == nullptr,
+               "MpiSession: a session already exists in this process (create one per process)");
+  register_mpi_error_text();
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) {
+    COHORT_MPI_CHECK(MPI_Query_thread(&m_thread_level));
+  } else {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    COHORT_CHECK(!finalized, "MpiSession: MPI was already finalized in this process");
+    const int status = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &m_thread_level);
+    if (status != MPI_SUCCESS)
+      throw_library_error(Library::mpi, status, "MPI_Init_thread", __FILE__, __LINE__);
+    m_owns_mpi = true;
+  }
+  if (m_thread_level < MPI_THREAD_SERIALIZED) {
+    const std::string message = fmt::format(
+        "MpiSession: the MPI library provides only {} (MPI_THREAD_MULTIPLE was requested, "
+        "MPI_THREAD_SERIALIZED is the minimum: the collective watchdog runs on its own thread); "
+        "use an MPI built with thread support",
+        thread_level_name(m_thread_level));
+    if (m_owns_mpi) MPI_Finalize();
+    COHORT_FAIL(message);
+  }
+  COHORT_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  COHORT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &m_rank));
+  COHORT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &m_size));
+
+  char name[MPI_MAX_PROCESSOR_NAME] = {0};
+  int length = 0;
+  COHORT_MPI_CHECK(MPI_Get_processor_name(name, &length));
+  m_host.assign(name, static_cast<size_t>(length));
+  set_process_identity(m_rank, m_host);
+
+  // Ranks that can share memory are on one node; ordering them by world rank
+  // makes local ranks follow the launcher's placement.
+  COHORT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, m_rank, MPI_INFO_NULL,
+                                       &m_node_comm));
+  COHORT_MPI_CHECK(MPI_Comm_set_errhandler(m_node_comm, MPI_ERRORS_RETURN));
+  COHORT_MPI_CHECK(MPI_Comm_rank(m_node_comm, &m_local_rank));
+  COHORT_MPI_CHECK(MPI_Comm_size(m_node_comm, &m_local_size));
+
+  m_device = assign_device(m_node_comm, m_rank, m_host, options.device);
+  g_current.store(this);
+}
+
+MpiSession::~MpiSession() {
+  g_current.store(nullptr);
+  if (!mpi_active()) return;
+  // Unwinding: other ranks may never reach MPI_Finalize, which would wait for
+  // them; leave MPI up so that the handler (run_rank_main) can MPI_Abort.
+  const bool unwinding = std::uncaught_exceptions() > m_exceptions_at_construction;
+  if (m_node_comm != MPI_COMM_NULL && !unwinding)
+    COHORT_MPI_CHECK_PRINT(MPI_Comm_free(&m_node_comm));
+  if (m_owns_mpi && !unwinding) COHORT_MPI_CHECK_PRINT(MPI_Finalize());
+}
+
+MpiSession* MpiSession::current() {
+  return g_current.load();
+}
+
+}  // namespace cohort::comm

@@ -1,0 +1,219 @@
+// Data parallelism on CPU ranks with the MPI backend (run under mpirun -np 1, 2, 4):
+// N ranks x B/N samples equal 1 rank x B samples (SyncBatchNorm included),
+// parameters stay bitwise identical across ranks, accumulation equals the large
+// batch, frozen parameters are never sent, bf16 gradients stay close.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "comm/communicator.hpp"
+#include "comm/data_parallel.hpp"
+#include "core/nn/layers.hpp"
+#include "core/ops/ops.hpp"
+#include "core/optim/optimizer.hpp"
+#include "tests/support/gradcheck.hpp"
+
+namespace cohort::comm {
+namespace {
+
+using core::Context;
+using core::Device;
+using core::DType;
+using core::Shape;
+using core::Tensor;
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int s = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+// conv-BN-ReLU -> pool -> linear -> CE, or (no_bn) a two-layer MLP on flattened images.
+struct Net {
+  core::nn::Graph g;
+  core::nn::NodeId loss;
+  explicit Net(bool with_bn) {
+    using namespace core::nn;
+    const NodeId x = g.input("image");
+    const NodeId y = g.input("label");
+    NodeId h;
+    if (with_bn) {
+      Conv2dOptions c;
+      c.in_channels = 2;
+      c.out_channels = 4;
+      c.geometry.pad_h = c.geometry.pad_w = 1;
+      h = g.add("conv", std::make_unique<Conv2d>(c), {x});
+      h = g.add("bn", std::make_unique<BatchNorm2d>(BatchNormOptions{4, 0.1, 1e-5, true}), {h});
+      h = g.add("pool", std::make_unique<AdaptiveAvgPool2d>(2, 2), {h});
+      h = g.add("flat", std::make_unique<Flatten>(), {h});
+      h = g.add("fc1", std::make_unique<Linear>(16, 8), {h});
+    } else {
+      h = g.add("flat", std::make_unique<Flatten>(), {x});
+      h = g.add("fc1", std::make_unique<Linear>(6 * 6 * 2, 8), {h});
+    }
+    h = g.add("relu", std::make_unique<ReLU>(), {h});
+    h = g.add("fc2", std::make_unique<Linear>(8, 3), {h});
+    loss = g.add("loss", std::make_unique<CrossEntropyLoss>(), {h, y});
+    g.build(Device::cpu(), 17);
+  }
+};
+
+// The global batch of step s: 8 images [6, 6, 2] and labels.
+void global_batch(int step, Tensor& images, Tensor& labels) {
+  images = testing::random_tensor(Shape{8, 6, 6, 2}, 500 + step, -1, 1, DType::f32);
+  std::vector<double> l;
+  for (int i = 0; i < 8; ++i)
+    l.push_back((i * 7 + step) % 3);
+  labels = Tensor::from_vector(l, Shape{8}, DType::i32);
+}
+
+// Rows [begin, end) of a batch, as new tensors.
+Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
+  return t.slice(begin, end).clone();
+}
+
+uint64_t fingerprint(const Tensor& t) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* p = static_cast<const unsigned char*>(t.raw());
+  for (size_t i = 0; i < t.nbytes(); ++i)
+    h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+void expect_identical_across_ranks(const Tensor& params, int step) {
+  const uint64_t mine = fingerprint(params);
+  std::vector<uint64_t> all(static_cast<size_t>(world_size()));
+  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  for (size_t r = 0; r < all.size(); ++r)
+    EXPECT_EQ(all[r], all[0]) << "parameters of rank " << r << " differ from rank 0 after step "
+                              << step;
+}
+
+double max_relative_difference(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = a.to_vector(), y = b.to_vector();
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, std::abs(x[i] - y[i]) / (std::abs(y[i]) + 1e-3));
+  return worst;
+}
+
+core::optim::OptimizerConfig sgd() {
+  core::optim::OptimizerConfig c;
+  c.kind = "sgd";
+  c.momentum = 0.9;
+  c.weight_decay = 1e-4;
+  return c;
+}
+
+struct Result {
+  Tensor params;
+  int64_t communicated = 0;
+};
+
+// Trains `steps` SGD steps; with dp, each rank takes its share of the batch,
+// split further into `micro` micro-batches.
+Result train(bool with_bn, bool dp, int steps, int micro, DataParallelOptions options = {},
+             const char* frozen = nullptr) {
+  Net net(with_bn);
+  if (frozen) net.g.set_trainable(frozen, false);
+  Context ctx;
+  core::optim::Optimizer opt(net.g, sgd());
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<DataParallel> engine;
+  const int w = dp ? world_size() : 1, r = dp ? world_rank() : 0;
+  if (dp) {
+    comm = make_communicator(Backend::mpi, MPI_COMM_WORLD, Device::cpu());
+    engine = std::make_unique<DataParallel>(net.g, *comm, options);
+    engine->broadcast_state(ctx);
+  }
+  for (int s = 0; s < steps; ++s) {
+    Tensor images, labels;
+    global_batch(s, images, labels);
+    const int64_t per_rank = 8 / w, per_micro = per_rank / micro;
+    for (int k = 0; k < micro; ++k) {
+      const int64_t begin = r * per_rank + k * per_micro;
+      net.g.forward(ctx,
+                    {{"image", rows(images, begin, begin + per_micro)},
+                     {"label", rows(labels, begin, begin + per_micro)}},
+                    {.training = true});
+      if (engine) engine->prepare_backward(ctx, k == micro - 1);
+      const Tensor seed = Tensor::from_vector({1.0 / micro}, Shape{1});
+      net.g.backward(ctx, {{net.loss, seed}}, /*accumulate=*/k > 0);
+    }
+    if (engine) engine->finish_backward(ctx);
+    opt.step(ctx, 0.1);
+    if (dp) expect_identical_across_ranks(net.g.flat_params(), s);
+  }
+  return {net.g.flat_params().clone(), engine ? engine->communicated_elements() : 0};
+}
+
+TEST(DataParallel, NRanksEqualOneRankWithSyncBatchNorm) {
+  const Result dp = train(/*with_bn=*/true, /*dp=*/true, 20, 1);
+  const Result single = train(true, false, 20, 1);
+  const double diff = max_relative_difference(dp.params, single.params);
+  // Sums are associated differently (per-rank partial sums, then across ranks).
+  EXPECT_LT(diff, 1e-4) << "world size " << world_size();
+}
+
+TEST(DataParallel, SmallBucketsGiveTheSameResult) {
+  DataParallelOptions small;
+  small.bucket_bytes = 64;  // one or two parameters per bucket
+  const Result a = train(true, true, 5, 1, small);
+  const Result b = train(true, true, 5, 1);
+  EXPECT_LT(max_relative_difference(a.params, b.params), 1e-6);
+}
+
+TEST(DataParallel, GradientAccumulationEqualsTheLargeBatch) {
+  if (8 / world_size() < 2) GTEST_SKIP() << "needs at least 2 samples per rank";
+  const Result accumulated = train(/*with_bn=*/false, true, 10, 2);
+  const Result single = train(false, false, 10, 1);
+  EXPECT_LT(max_relative_difference(accumulated.params, single.params), 1e-4);
+}
+
+TEST(DataParallel, FrozenParametersStayBitwiseAndAreNeverSent) {
+  Net reference(false);
+  const Tensor fc1_before = reference.g.parameter("fc1.weight").value.clone();
+  const int steps = 4;
+  const Result r = train(false, true, steps, 1, {}, "fc1");
+  Net layout(false);
+  const core::nn::Parameter& w = layout.g.parameter("fc1.weight");
+  EXPECT_EQ(fingerprint(r.params.flat(w.offset, w.shape.numel())), fingerprint(fc1_before));
+  const int64_t trainable =
+      layout.g.num_parameters() - w.shape.numel() - layout.g.parameter("fc1.bias").shape.numel();
+  EXPECT_EQ(r.communicated, steps * trainable);
+}
+
+TEST(DataParallel, Bf16GradientsStayClose) {
+  DataParallelOptions bf16;
+  bf16.bf16_gradients = true;
+  const Result a = train(true, true, 5, 1, bf16);
+  const Result b = train(true, true, 5, 1);
+  EXPECT_LT(max_relative_difference(a.params, b.params), 5e-2);
+}
+
+TEST(DataParallel, BucketsCoverTrainableParametersInReverseOrder) {
+  Net net(true);
+  auto comm = make_communicator(Backend::mpi, MPI_COMM_WORLD, Device::cpu());
+  DataParallelOptions o;
+  o.bucket_bytes = 200;
+  DataParallel engine(net.g, *comm, o);
+  int64_t covered = 0, previous_offset = net.g.num_parameters();
+  for (const auto& b : engine.buckets()) {
+    EXPECT_LE(b.offset + b.count, previous_offset) << "buckets must go backwards";
+    previous_offset = b.offset;
+    covered += b.count;
+  }
+  EXPECT_EQ(covered, net.g.num_parameters());
+}
+
+}  // namespace
+}  // namespace cohort::comm
