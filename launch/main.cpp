@@ -3,6 +3,8 @@
 //       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist)
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
+//   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
+//       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -11,6 +13,7 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "comm/bench_comm.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 
@@ -54,6 +57,18 @@ int main(int argc, char** argv) {
                         "Iterations of a synchronised per-layer profile (0: none)")
       ->capture_default_str();
 
+  cohort::comm::CommBenchOptions comm_bench;
+  std::string comm_dtype = "f32";
+  auto* comm_cmd = bench_cmd->add_subcommand(
+      "comm", "Collective bandwidth per backend (run under mpirun/srun, one rank per GPU)");
+  comm_cmd->add_option("--backend", comm_bench.backend, "mpi (host tensors) or nccl (GPUs)")
+      ->capture_default_str();
+  comm_cmd->add_option("--min-bytes", comm_bench.min_bytes)->capture_default_str();
+  comm_cmd->add_option("--max-bytes", comm_bench.max_bytes)->capture_default_str();
+  comm_cmd->add_option("--warmup", comm_bench.warmup_iters)->capture_default_str();
+  comm_cmd->add_option("--iters", comm_bench.iters)->capture_default_str();
+  comm_cmd->add_option("--dtype", comm_dtype, "f32, bf16 or f16")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo_cmd->parsed()) {
@@ -63,6 +78,15 @@ int main(int argc, char** argv) {
       const cohort::launch::FashionMnistResult r = cohort::launch::train_fashion_mnist(demo);
       fmt::print("test accuracy {:.2f}% on 10000 images ({} steps, {:.1f} s)\n",
                  100.0 * r.test_accuracy, r.steps, r.seconds);
+      return 0;
+    }
+    if (comm_cmd->parsed()) {
+      comm_bench.dtype = comm_dtype == "bf16"  ? cohort::core::DType::bf16
+                         : comm_dtype == "f16" ? cohort::core::DType::f16
+                                               : cohort::core::DType::f32;
+      COHORT_CHECK(comm_dtype == "f32" || comm_dtype == "bf16" || comm_dtype == "f16",
+                   "bench comm: --dtype must be f32, bf16 or f16, got " + comm_dtype);
+      cohort::comm::run_comm_bench(comm_bench);
       return 0;
     }
     if (stack_cmd->parsed()) {
