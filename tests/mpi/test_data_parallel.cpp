@@ -215,5 +215,31 @@ TEST(DataParallel, BucketsCoverTrainableParametersInReverseOrder) {
   EXPECT_EQ(covered, net.g.num_parameters());
 }
 
+// Two heads on a shared trunk; backward from one loss only leaves the other head
+// unreached. DDP-style engines hang or crash here; cohort reports the unreached
+// parameters as final (zero gradients) and every bucket completes.
+TEST(DataParallel, UnusedParametersNeitherHangNorCrash) {
+  using namespace core::nn;
+  Graph g;
+  const NodeId x = g.input("x");
+  const NodeId t = g.add("trunk", std::make_unique<Linear>(4, 6), {x});
+  const NodeId a = g.add("head_a", std::make_unique<Linear>(6, 2), {t});
+  const NodeId b = g.add("head_b", std::make_unique<Linear>(6, 2), {t});
+  const NodeId la = g.add("loss_a", std::make_unique<MeanLoss>(), {a});
+  g.add("loss_b", std::make_unique<MeanLoss>(), {b});
+  g.build(Device::cpu(), 3);
+  Context ctx;
+  auto comm = make_communicator(Backend::mpi, MPI_COMM_WORLD, Device::cpu());
+  DataParallel engine(g, *comm, {});
+  engine.broadcast_state(ctx);
+  g.forward(ctx, {{"x", testing::random_tensor(Shape{3, 4}, 9 + world_rank(), -1, 1, DType::f32)}},
+            {.training = true});
+  engine.prepare_backward(ctx, true);
+  g.backward(ctx, {{la, Tensor()}});
+  engine.finish_backward(ctx);
+  for (double v : g.parameter("head_b.weight").grad.to_vector()) EXPECT_EQ(v, 0.0);
+  EXPECT_EQ(engine.communicated_elements(), g.num_parameters());
+}
+
 }  // namespace
 }  // namespace cohort::comm
