@@ -3,6 +3,8 @@
 //       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist)
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
+//   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
+//       writes (or verifies) an HDF5 shard set; `cohort convert <kind> --help` for options
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
 //       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
 #include <CLI/CLI.hpp>
@@ -14,6 +16,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "comm/bench_comm.hpp"
+#include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 
@@ -41,6 +44,10 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--lr", demo.lr)->capture_default_str();
   demo_cmd->add_option("--seed", demo.seed)->capture_default_str();
   demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")->capture_default_str();
+
+  auto* convert_cmd =
+      app.add_subcommand("convert", "Convert a dataset to HDF5 shards, or verify a shard set");
+  convert_cmd->prefix_command();  // everything after `convert` goes to data::run_convert
 
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
   bench_cmd->require_subcommand(1);
@@ -80,6 +87,7 @@ int main(int argc, char** argv) {
                  100.0 * r.test_accuracy, r.steps, r.seconds);
       return 0;
     }
+    if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
     if (comm_cmd->parsed()) {
       comm_bench.dtype = comm_dtype == "bf16"  ? cohort::core::DType::bf16
                          : comm_dtype == "f16" ? cohort::core::DType::f16
