@@ -91,6 +91,7 @@ void Graph::build(Device device, uint64_t seed, DType compute) {
     initialise(view, spec.init, spec.fan_in, spec.fan_out, seed, specs[i].second);
   }
   Context setup(device);
+  m_num_params = total;
   m_flat_params = host.to(device, setup.stream());
   m_flat_grads = Tensor::zeros(Shape{total}, DType::f32, device, setup.stream());
   const bool mixed = compute != DType::f32;
@@ -102,7 +103,7 @@ void Graph::build(Device device, uint64_t seed, DType compute) {
     const int64_t n = p.shape.numel();
     p.value = m_flat_params.flat(p.offset, n).view(p.shape);
     p.grad = m_flat_grads.flat(p.offset, n).view(p.shape);
-    const bool separate = mixed && !p.keep_f32;
+    const bool separate = has_compute_copy(p);
     p.compute = separate ? m_flat_compute.flat(p.offset, n).view(p.shape) : p.value;
     p.compute_grad = separate ? m_flat_compute_grads.flat(p.offset, n).view(p.shape) : p.grad;
   }
@@ -194,10 +195,10 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
     try {
       double ignored = 0;
       double& slot = m_profiling ? m_timings[i].forward_ms : ignored;
-      if (m_before_layer) m_before_layer(static_cast<NodeId>(i), *node.layer, false);
+      if (m_before_layer) m_before_layer(ctx, static_cast<NodeId>(i), *node.layer, false);
       timed(m_profiling, ctx, slot,
             [&] { m_outputs[i] = node.layer->forward(ctx, xs, m_saved[i], args); });
-      if (m_after_layer) m_after_layer(static_cast<NodeId>(i), *node.layer, false);
+      if (m_after_layer) m_after_layer(ctx, static_cast<NodeId>(i), *node.layer, false);
       if (m_profiling) ++m_timings[i].runs;
     } catch (const Error& e) {
       throw Error(fmt::format("in layer '{}' ({}): {}", node.name, node.layer->kind(), e.what()));
@@ -278,12 +279,12 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     try {
       double ignored = 0;
       double& slot = m_profiling && m_timings.size() == n ? m_timings[k].backward_ms : ignored;
-      if (m_before_layer) m_before_layer(static_cast<NodeId>(k), *node.layer, true);
+      if (m_before_layer) m_before_layer(ctx, static_cast<NodeId>(k), *node.layer, true);
       timed(m_profiling, ctx, slot, [&] {
         input_grads = node.layer->backward(ctx, grads[k], m_saved[k], args);
         if (has_trainable[k]) finish_layer_grads(ctx, node, accumulate);
       });
-      if (m_after_layer) m_after_layer(static_cast<NodeId>(k), *node.layer, true);
+      if (m_after_layer) m_after_layer(ctx, static_cast<NodeId>(k), *node.layer, true);
     } catch (const Error& e) {
       throw Error(fmt::format("in backward of layer '{}' ({}): {}", node.name, node.layer->kind(),
                               e.what()));
@@ -311,13 +312,17 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
   // Layers the chosen losses did not reach: their gradient is zero for this step.
   for (size_t k = n; k-- > 0;) {
     if (!has_trainable[k] || fired[k]) continue;
+    Node& node = m_nodes[k];
+    const NodeId id = static_cast<NodeId>(k);
     std::vector<Parameter*> ready;
-    for (size_t pi : m_nodes[k].param_indices) {
+    if (m_before_layer) m_before_layer(ctx, id, *node.layer, true);
+    for (size_t pi : node.param_indices) {
       Parameter& p = m_params[pi];
       if (!p.trainable) continue;
       if (!accumulate) p.grad.zero_(ctx.stream());
       ready.push_back(&p);
     }
+    if (m_after_layer) m_after_layer(ctx, id, *node.layer, true);
     if (m_hook) m_hook(ready);
   }
   for (Saved& s : m_saved) s.clear();
@@ -326,12 +331,66 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
 void Graph::refresh_compute_weights(Context& ctx) {
   check_built("refresh_compute_weights");
   if (m_compute == DType::f32) return;
+  COHORT_CHECK(m_flat_params.defined(),
+               fmt::format("Graph::refresh_compute_weights: the f32 master weights were released "
+                           "(relocate_flat_params), so no {} copy can be made from them",
+                           dtype_name(m_compute)));
   optim::cast_into(ctx, m_flat_compute, m_flat_params);
 }
 
 void Graph::zero_grad(Context& ctx) {
   check_built("zero_grad");
-  m_flat_grads.zero_(ctx.stream());
+  if (m_flat_grads.defined()) {
+    m_flat_grads.zero_(ctx.stream());
+    return;
+  }
+  for (Parameter& p : m_params)
+    if (p.grad.defined()) p.grad.zero_(ctx.stream());
+}
+
+namespace {
+// Checks a relocation target: f32, `numel` elements, on `device`.
+void check_destination(const char* op, const Tensor& t, int64_t numel, Device device) {
+  COHORT_CHECK(t.dtype() == DType::f32 && t.numel() == numel && t.device() == device,
+               fmt::format("Graph::{}: destination must be f32[{}] on {}, got {}", op, numel,
+                           device.str(), t.str()));
+}
+}  // namespace
+
+void Graph::relocate_flat_params(Context& ctx, const Tensor& destination) {
+  check_built("relocate_flat_params");
+  if (destination.defined()) {
+    check_destination("relocate_flat_params", destination, m_num_params, m_device);
+    Tensor target = destination;
+    if (m_flat_params.defined()) target.copy_from(m_flat_params, ctx.stream());
+  }
+  for (Parameter& p : m_params) {
+    p.value = destination.defined() ? destination.flat(p.offset, p.shape.numel()).view(p.shape)
+                                    : Tensor();
+    if (!has_compute_copy(p)) p.compute = p.value;
+  }
+  // The old buffer is freed on the stream that allocated it, not on ctx's: let
+  // ctx's work on it (the copy above, earlier steps) finish first.
+  if (m_flat_params.defined()) ctx.synchronize();
+  m_flat_params = destination;
+}
+
+void Graph::relocate_flat_grads(Context& ctx, const Tensor& destination) {
+  check_built("relocate_flat_grads");
+  if (destination.defined()) {
+    check_destination("relocate_flat_grads", destination, m_num_params, m_device);
+    Tensor target = destination;
+    if (m_flat_grads.defined()) target.copy_from(m_flat_grads, ctx.stream());
+  }
+  for (Parameter& p : m_params) {
+    p.grad = destination.defined() ? destination.flat(p.offset, p.shape.numel()).view(p.shape)
+                                   : Tensor();
+    if (!has_compute_copy(p)) p.compute_grad = p.grad;
+  }
+  // The old buffer is freed on the stream that allocated it, not on ctx's: let
+  // ctx's work on it (the copy above, earlier steps) finish first.
+  if (m_flat_grads.defined()) ctx.synchronize();
+  m_flat_grads = destination;
 }
 
 int Graph::set_trainable(const std::string& prefix, bool trainable) {

@@ -71,9 +71,12 @@ class Graph {
   void set_grad_ready_hook(GradReadyHook hook) { m_hook = std::move(hook); }
 
   // Called before and after each layer's forward (backward = false) and backward
-  // (backward = true). Sharded data parallelism (ZeRO-3) gathers a layer's
-  // parameters in `before` and releases them in `after`.
-  using LayerHook = std::function<void(NodeId, Layer&, bool backward)>;
+  // (backward = true), including the zeroing of the gradients of layers that the
+  // chosen losses did not reach (which counts as their backward). Sharded data
+  // parallelism gathers a layer's parameters (ZeRO-3) and points its gradients at
+  // transient storage (ZeRO-2/3) in `before`, and releases them in `after`.
+  // `ctx` is the context the layer runs on (hooks queue their work on its stream).
+  using LayerHook = std::function<void(Context& ctx, NodeId, Layer&, bool backward)>;
   void set_layer_hooks(LayerHook before, LayerHook after) {
     m_before_layer = std::move(before);
     m_after_layer = std::move(after);
@@ -93,7 +96,19 @@ class Graph {
   Parameter& parameter(const std::string& name);
   Tensor& flat_params() { return m_flat_params; }
   Tensor& flat_grads() { return m_flat_grads; }
-  int64_t num_parameters() const { return m_flat_params.numel(); }
+  int64_t num_parameters() const { return m_num_params; }
+  // Moves the f32 master weights into `destination` (f32, num_parameters()
+  // elements, on the graph's device) and re-points every parameter's `value`
+  // (and `compute` where it is the same tensor) into it: sharded data parallelism
+  // keeps them in a buffer padded for its collectives. An undefined destination
+  // releases the buffer: those views become undefined, and whoever released it
+  // points them at storage before each use (ZeRO-3, from the layer hooks).
+  // 16-bit compute copies stay where they are. Synchronises ctx (once-off).
+  void relocate_flat_params(Context& ctx, const Tensor& destination);
+  // The same for the f32 gradients (`grad`, and `compute_grad` where it is the
+  // same tensor). With the buffer released, zero_grad() zeroes the gradient views
+  // that are defined.
+  void relocate_flat_grads(Context& ctx, const Tensor& destination);
   // Parameters and buffers by full name (views, not copies): for checkpoints and import.
   std::map<std::string, Tensor> state() const;
 
@@ -127,6 +142,8 @@ class Graph {
     std::vector<size_t> param_indices;
   };
   void check_built(const char* what) const;
+  // Whether `p` has its own 16-bit compute copy (else compute aliases value).
+  bool has_compute_copy(const Parameter& p) const { return m_compute != DType::f32 && !p.keep_f32; }
   std::vector<bool> ancestors_of(const std::vector<NodeId>& nodes) const;
   void finish_layer_grads(Context& ctx, Node& node, bool accumulate);
 
@@ -134,6 +151,7 @@ class Graph {
   std::vector<Parameter> m_params;
   std::vector<Buffer> m_buffers;
   Tensor m_flat_params, m_flat_grads, m_flat_compute, m_flat_compute_grads;
+  int64_t m_num_params = 0;
   Device m_device;
   DType m_compute = DType::f32;
   bool m_built = false;

@@ -1,0 +1,512 @@
+// ZeroDataParallel: construction, sharding of the state, gradient reduction into
+// shards (stages 2/3), per-layer parameter gathering (stage 3) and the step.
+// Optimizer-state gathering and the memory report are in zero_state.cpp.
+#include "comm/zero.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/ops/ops.hpp"
+#include "core/optim/kernels.hpp"
+
+namespace cohort::comm {
+
+using core::Context;
+using core::DType;
+using core::Shape;
+using core::Tensor;
+using core::nn::Parameter;
+
+ShardLayout ShardLayout::make(int64_t total, int world) {
+  COHORT_CHECK(world >= 1, fmt::format("ShardLayout: world size must be >= 1, got {}", world));
+  COHORT_CHECK(total >= 0, fmt::format("ShardLayout: {} parameters", total));
+  ShardLayout l;
+  l.total = total;
+  l.world = world;
+  // At least one element per shard so that the collectives never see empty blocks.
+  l.shard_size = std::max<int64_t>(1, (total + world - 1) / world);
+  return l;
+}
+
+int64_t ShardLayout::begin(int rank) const {
+  return std::min(total, static_cast<int64_t>(rank) * shard_size);
+}
+
+int64_t ShardLayout::end(int rank) const {
+  return std::min(total, static_cast<int64_t>(rank + 1) * shard_size);
+}
+
+ZeroDataParallel::ZeroDataParallel(core::nn::Graph& graph, Communicator& comm,
+                                   const ZeroOptions& options,
+                                   const core::optim::OptimizerConfig& optimizer)
+    : ZeroDataParallel(graph, &comm, comm.rank(), comm.size(), options, optimizer) {}
+
+std::unique_ptr<ZeroDataParallel> ZeroDataParallel::plan(
+    core::nn::Graph& graph, int rank, int world, const ZeroOptions& options,
+    const core::optim::OptimizerConfig& optimizer) {
+  return std::unique_ptr<ZeroDataParallel>(
+      new ZeroDataParallel(graph, nullptr, rank, world, options, optimizer));
+}
+
+ZeroDataParallel::ZeroDataParallel(core::nn::Graph& graph, Communicator* comm, int rank, int world,
+                                   const ZeroOptions& options,
+                                   const core::optim::OptimizerConfig& optimizer)
+    : m_graph(graph), m_comm(comm), m_rank(rank), m_options(options) {
+  COHORT_CHECK(graph.built(), "ZeroDataParallel: build the graph first");
+  COHORT_CHECK(options.stage >= 0 && options.stage <= 3,
+               fmt::format("ZeroDataParallel: stage must be 0, 1, 2 or 3, got {}", options.stage));
+  COHORT_CHECK(world >= 1 && rank >= 0 && rank < world,
+               fmt::format("ZeroDataParallel: rank {} of world size {}", rank, world));
+  COHORT_CHECK(comm == nullptr || comm->device() == graph.device(),
+               fmt::format("ZeroDataParallel: the communicator works on {} but the graph lives "
+                           "on {}",
+                           comm ? comm->device().str() : "", graph.device().str()));
+  COHORT_CHECK(
+      options.bucket_bytes >= sizeof(float),
+      fmt::format("ZeroDataParallel: bucket size {} B is too small", options.bucket_bytes));
+  COHORT_CHECK(options.stage < 3 || graph.compute_dtype() == DType::f32,
+               fmt::format("ZeroDataParallel: stage 3 needs f32 compute, the graph computes in {} "
+                           "(its 16-bit weight copies are not sharded)",
+                           core::dtype_name(graph.compute_dtype())));
+  COHORT_CHECK(!options.bf16_gradients || options.stage <= 1,
+               fmt::format("ZeroDataParallel: bf16 gradient communication is implemented for "
+                           "stages 0 and 1, not {}",
+                           options.stage));
+  COHORT_CHECK(optimizer.shard_count < 0,
+               "ZeroDataParallel: leave OptimizerConfig::shard_offset/shard_count unset; the "
+               "engine sets them from the shard layout");
+  m_layout = ShardLayout::make(graph.num_parameters(), world);
+
+  Context ctx(graph.device());
+  if (options.stage <= 1) {
+    if (comm != nullptr) {
+      DataParallelOptions dp;
+      dp.bucket_bytes = options.bucket_bytes;
+      dp.bf16_gradients = options.bf16_gradients;
+      dp.sync_batch_norm = options.sync_batch_norm;
+      m_dp = std::make_unique<DataParallel>(graph, *comm, dp);
+      m_dp->broadcast_state(ctx);
+    }
+  } else if (comm != nullptr) {
+    if (options.sync_batch_norm && comm->size() > 1) {
+      m_stats_reducer = make_stats_reducer(*comm);
+      set_batch_norm_reducer(graph, m_stats_reducer.get());
+    }
+    broadcast_state(ctx);
+  }
+  shard_state(ctx, optimizer);
+  if (options.stage >= 2) {
+    build_buckets();
+    graph.set_layer_hooks([this](Context& c, core::nn::NodeId id, core::nn::Layer& layer,
+                                 bool backward) { before_layer(c, id, layer, backward); },
+                          [this](Context&, core::nn::NodeId id, core::nn::Layer& layer,
+                                 bool backward) { after_layer(id, layer, backward); });
+    graph.set_grad_ready_hook([this](std::span<Parameter* const> ps) { on_grads_ready(ps); });
+  }
+  ctx.synchronize();
+}
+
+ZeroDataParallel::~ZeroDataParallel() {
+  if (m_options.stage >= 2) {
+    m_graph.set_layer_hooks({}, {});
+    m_graph.set_grad_ready_hook({});
+  }
+  if (m_stats_reducer) set_batch_norm_reducer(m_graph, nullptr);
+}
+
+Communicator& ZeroDataParallel::comm(const char* what) const {
+  COHORT_CHECK(
+      m_comm != nullptr,
+      fmt::format("ZeroDataParallel::{}: this engine is a memory plan (no communicator)", what));
+  return *m_comm;
+}
+
+bool ZeroDataParallel::has_compute_copy(const Parameter& p) const {
+  return m_graph.compute_dtype() != DType::f32 && !p.keep_f32;
+}
+
+void ZeroDataParallel::broadcast_state(Context& ctx) {
+  Communicator& c = comm("broadcast_state");
+  std::vector<WorkPtr> works;
+  works.push_back(c.broadcast(m_graph.flat_params(), 0, ctx.stream()));
+  for (core::nn::Buffer& b : m_graph.buffers())
+    works.push_back(c.broadcast(b.value, 0, ctx.stream()));
+  for (WorkPtr& w : works)
+    w->wait_stream(ctx.stream());
+  m_graph.refresh_compute_weights(ctx);
+}
+
+void ZeroDataParallel::shard_state(Context& ctx, const core::optim::OptimizerConfig& optimizer) {
+  const int stage = m_options.stage;
+  const int64_t lo = m_layout.begin(m_rank), count = m_layout.count(m_rank);
+  core::optim::OptimizerConfig config = optimizer;
+  if (stage >= 1) {
+    config.shard_offset = lo;
+    config.shard_count = count;
+  }
+  m_optimizer = std::make_unique<core::optim::Optimizer>(m_graph, config);
+
+  const core::Device device = m_graph.device();
+  const Shape padded{m_layout.padded()}, shard{m_layout.shard_size};
+  if (stage == 1 || stage == 2) {
+    // The graph's parameters move into the first N elements of a W * S buffer so
+    // that the all-gather after the step writes them in place.
+    m_padded_params = Tensor::zeros(padded, DType::f32, device, ctx.stream());
+    m_graph.relocate_flat_params(ctx, m_padded_params.flat(0, m_layout.total));
+  }
+  if (stage >= 2) m_grad_shard = Tensor::zeros(shard, DType::f32, device, ctx.stream());
+  if (stage == 3) {
+    m_param_shard = Tensor::zeros(shard, DType::f32, device, ctx.stream());
+    m_param_shard.flat(0, count).copy_from(m_graph.flat_params().flat(lo, count), ctx.stream());
+    m_gathered.assign(static_cast<size_t>(m_graph.num_nodes()), Tensor());
+  }
+  // Releasing synchronises ctx first, so the copies above have read the buffers.
+  if (stage >= 2) m_graph.relocate_flat_grads(ctx, Tensor());
+  if (stage == 3) m_graph.relocate_flat_params(ctx, Tensor());
+}
+
+// ---- gradients (stages 2, 3) -----------------------------------------------------
+
+void ZeroDataParallel::build_buckets() {
+  // As DataParallel: reverse parameter order (the order backward finishes them),
+  // at most bucket_bytes each, split by frozen parameters.
+  const std::vector<Parameter>& params = m_graph.parameters();
+  m_buckets.clear();
+  m_bucket_of.assign(params.size(), -1);
+  m_trainable_at_build.assign(params.size(), false);
+  const int64_t cap = static_cast<int64_t>(m_options.bucket_bytes / sizeof(float));
+  bool open = false;
+  for (size_t k = params.size(); k-- > 0;) {
+    const Parameter& p = params[k];
+    m_trainable_at_build[k] = p.trainable;
+    if (!p.trainable) {
+      open = false;
+      continue;
+    }
+    const int64_t n = p.shape.numel();
+    if (!open || m_buckets.back().count + n > cap) {
+      m_buckets.push_back(Bucket{});
+      m_buckets.back().offset = p.offset;
+      open = true;
+    }
+    Bucket& b = m_buckets.back();
+    b.offset = p.offset;  // contiguous: parameters are laid out in insertion order
+    b.count += n;
+    b.params.push_back(k);
+    m_bucket_of[k] = static_cast<int>(m_buckets.size() - 1);
+  }
+}
+
+void ZeroDataParallel::add_staging_bytes(int64_t bytes) {
+  m_staging_bytes += bytes;
+  m_peak_staging_bytes = std::max(m_peak_staging_bytes, m_staging_bytes);
+}
+
+void ZeroDataParallel::point_grads(size_t param, const Tensor& storage, int64_t storage_offset) {
+  Parameter& p = m_graph.parameters()[param];
+  p.grad = storage.defined()
+               ? storage.flat(p.offset - storage_offset, p.shape.numel()).view(p.shape)
+               : Tensor();
+  // A 16-bit compute gradient stays in the graph's buffer; f32 ones alias `grad`.
+  if (!has_compute_copy(p)) p.compute_grad = p.grad;
+}
+
+void ZeroDataParallel::ensure_staging(Context& ctx, Bucket& b) {
+  if (b.staging.defined()) return;
+  // Zeroed: a layer that accumulates, or that the losses did not reach, adds to it.
+  b.staging = Tensor::zeros(Shape{b.count}, DType::f32, m_graph.device(), ctx.stream());
+  add_staging_bytes(static_cast<int64_t>(b.staging.nbytes()));
+  for (size_t k : b.params)
+    point_grads(k, b.staging, b.offset);
+}
+
+void ZeroDataParallel::prepare_backward(Context& ctx, bool accumulate, bool last) {
+  m_ctx = &ctx;
+  if (m_options.stage <= 1) {
+    comm("prepare_backward");
+    m_dp->prepare_backward(ctx, last);
+    return;
+  }
+  comm("prepare_backward");
+  // Micro-batches: every backward is reduced into the shard, the previous one now.
+  if (m_armed) finish_backward(ctx);
+  const std::vector<Parameter>& params = m_graph.parameters();
+  bool changed = false;
+  for (size_t k = 0; k < params.size(); ++k)
+    changed = changed || params[k].trainable != m_trainable_at_build[k];
+  COHORT_CHECK(!m_armed && m_launch_order.empty() && !m_full_grads.defined(),
+               "ZeroDataParallel::prepare_backward: the previous backward was not finished "
+               "(call finish_backward)");
+  if (changed) {
+    build_buckets();
+    // Parameters frozen since keep no stale gradient in the shard (norms).
+    m_grad_shard.zero_(ctx.stream());
+  }
+  for (Bucket& b : m_buckets) {
+    b.pending = static_cast<int>(b.params.size());
+    b.launched = false;
+  }
+  m_accumulate = accumulate;
+  m_armed = true;
+  if (m_options.grad_reduction == GradReduction::reduce_scatter) {
+    m_full_grads =
+        Tensor::zeros(Shape{m_layout.padded()}, DType::f32, m_graph.device(), ctx.stream());
+    add_staging_bytes(static_cast<int64_t>(m_full_grads.nbytes()));
+    for (size_t k = 0; k < params.size(); ++k)
+      if (params[k].trainable) point_grads(k, m_full_grads, 0);
+  }
+}
+
+void ZeroDataParallel::before_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer,
+                                    bool backward) {
+  if (layer.params().empty()) return;
+  if (m_options.stage == 3) gather_layer(ctx, id, layer);
+  if (!backward) return;
+  COHORT_CHECK(m_armed, fmt::format("ZeroDataParallel: backward reached layer '{}' without "
+                                    "prepare_backward (gradients have no storage)",
+                                    m_graph.node_name(id)));
+  m_ctx = &ctx;
+  const std::vector<Parameter>& params = m_graph.parameters();
+  for (Parameter* p : layer.params()) {
+    const size_t k = static_cast<size_t>(p - params.data());
+    if (!p->trainable) {
+      // Some layers write a frozen parameter's gradient when its neighbour is
+      // trainable; give it scratch storage, dropped after the layer.
+      if (!p->grad.defined())
+        point_grads(k, Tensor::zeros(p->shape, DType::f32, m_graph.device(), ctx.stream()),
+                    p->offset);
+      continue;
+    }
+    COHORT_CHECK(m_bucket_of[k] >= 0,
+                 fmt::format("ZeroDataParallel: '{}' is trainable but in no bucket (was it "
+                             "unfrozen after prepare_backward?)",
+                             p->name));
+    if (m_options.grad_reduction == GradReduction::bucketed)
+      ensure_staging(ctx, m_buckets[static_cast<size_t>(m_bucket_of[k])]);
+  }
+}
+
+void ZeroDataParallel::after_layer(core::nn::NodeId id, core::nn::Layer& layer, bool backward) {
+  if (layer.params().empty()) return;
+  if (m_options.stage == 3) release_layer(id, layer);
+  if (!backward) return;
+  const std::vector<Parameter>& params = m_graph.parameters();
+  for (Parameter* p : layer.params())
+    if (!p->trainable) point_grads(static_cast<size_t>(p - params.data()), Tensor(), 0);
+}
+
+void ZeroDataParallel::on_grads_ready(std::span<Parameter* const> ready) {
+  if (!m_armed || m_options.grad_reduction != GradReduction::bucketed) return;
+  const std::vector<Parameter>& params = m_graph.parameters();
+  for (Parameter* p : ready) {
+    const size_t k = static_cast<size_t>(p - params.data());
+    COHORT_CHECK(k < params.size() && m_bucket_of[k] >= 0,
+                 fmt::format("ZeroDataParallel: gradient of '{}' reported ready but it is in no "
+                             "bucket",
+                             p->name));
+    const size_t b = static_cast<size_t>(m_bucket_of[k]);
+    if (--m_buckets[b].pending == 0) launch(b);
+  }
+  // Free what already arrived, so that staging memory stays near the buckets in flight.
+  finish_completed(*m_ctx);
+}
+
+void ZeroDataParallel::launch(size_t index) {
+  Bucket& b = m_buckets[index];
+  COHORT_CHECK(b.staging.defined(),
+               fmt::format("ZeroDataParallel: bucket at [{}, {}) is complete but has no staging "
+                           "buffer (a layer ran backward without the layer hooks?)",
+                           b.offset, b.offset + b.count));
+  b.work = comm("backward").all_reduce(b.staging, ReduceOp::average, m_ctx->stream());
+  b.launched = true;
+  m_launch_order.push_back(index);
+}
+
+void ZeroDataParallel::keep_shard_part(Context& ctx, const Tensor& reduced, int64_t offset) {
+  const int64_t lo = m_layout.begin(m_rank), hi = m_layout.end(m_rank);
+  const int64_t a = std::max(lo, offset), b = std::min(hi, offset + reduced.numel());
+  if (a >= b) return;
+  Tensor dst = m_grad_shard.flat(a - lo, b - a);
+  const Tensor src = reduced.flat(a - offset, b - a);
+  if (m_accumulate)
+    core::ops::add_inplace(ctx, dst, src);
+  else
+    dst.copy_from(src, ctx.stream());
+}
+
+void ZeroDataParallel::finish(Context& ctx, Bucket& b) {
+  b.work->wait_stream(ctx.stream());
+  b.work.reset();
+  keep_shard_part(ctx, b.staging, b.offset);
+  for (size_t k : b.params)
+    point_grads(k, Tensor(), 0);
+  add_staging_bytes(-static_cast<int64_t>(b.staging.nbytes()));
+  b.staging = Tensor();
+}
+
+void ZeroDataParallel::finish_completed(Context& ctx) {
+  std::vector<size_t> still;
+  for (size_t index : m_launch_order) {
+    Bucket& b = m_buckets[index];
+    if (b.work->test())
+      finish(ctx, b);
+    else
+      still.push_back(index);
+  }
+  m_launch_order = std::move(still);
+}
+
+void ZeroDataParallel::finish_backward(Context& ctx) {
+  if (m_options.stage <= 1) {
+    comm("finish_backward");
+    m_dp->finish_backward(ctx);
+    return;
+  }
+  if (!m_armed) return;
+  m_armed = false;
+  if (m_options.grad_reduction == GradReduction::reduce_scatter) {
+    const int64_t s = m_layout.shard_size;
+    const Tensor block = m_full_grads.flat(m_rank * s, s);
+    comm("finish_backward")
+        .reduce_scatter(m_full_grads, block, ReduceOp::average, ctx.stream())
+        ->wait_stream(ctx.stream());
+    keep_shard_part(ctx, block, m_rank * s);
+    const std::vector<Parameter>& params = m_graph.parameters();
+    for (size_t k = 0; k < params.size(); ++k)
+      if (params[k].trainable) point_grads(k, Tensor(), 0);
+    add_staging_bytes(-static_cast<int64_t>(m_full_grads.nbytes()));
+    m_full_grads = Tensor();
+    return;
+  }
+  for (const Bucket& b : m_buckets) {
+    if (b.launched) continue;
+    std::string names;
+    for (size_t k : b.params)
+      names += " " + m_graph.parameters()[k].name;
+    COHORT_FAIL(
+        fmt::format("ZeroDataParallel::finish_backward: a bucket never became ready; {} "
+                    "of its parameters were not reported:{}",
+                    b.pending, names));
+  }
+  for (size_t index : m_launch_order)
+    finish(ctx, m_buckets[index]);
+  m_launch_order.clear();
+}
+
+double ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
+  if (m_options.stage <= 1) {
+    comm("clip_grad_norm");
+    return m_dp->clip_grad_norm(ctx, max_norm);
+  }
+  COHORT_CHECK(max_norm > 0, fmt::format("clip_grad_norm: max_norm must be > 0, got {}", max_norm));
+  // Each rank holds a disjoint part of the averaged gradient: sum the squares.
+  Tensor squares = core::optim::sum_of_squares(ctx, m_grad_shard);
+  comm("clip_grad_norm")
+      .all_reduce(squares, ReduceOp::sum, ctx.stream())
+      ->wait_stream(ctx.stream());
+  const double norm = std::sqrt(squares.item(ctx.stream()));
+  if (norm > max_norm) {
+    Tensor factor = Tensor::empty(Shape{1}, DType::f32, ctx.device(), ctx.stream());
+    core::ops::fill(ctx, factor, max_norm / (norm + 1e-6));
+    core::optim::scale_by(ctx, m_grad_shard, factor);
+  }
+  return norm;
+}
+
+// ---- step ----------------------------------------------------------------------------
+
+void ZeroDataParallel::gather_padded(Context& ctx) {
+  const int64_t s = m_layout.shard_size;
+  comm("step")
+      .all_gather(m_padded_params.flat(m_rank * s, s), m_padded_params, ctx.stream())
+      ->wait_stream(ctx.stream());
+}
+
+void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip) {
+  comm("step");
+  const int64_t lo = m_layout.begin(m_rank), count = m_layout.count(m_rank);
+  switch (m_options.stage) {
+    case 0:
+      m_optimizer->step(ctx, lr, skip);
+      return;
+    case 1:
+      m_optimizer->step(ctx, lr, skip);  // the shard of the graph's flat buffers
+      gather_padded(ctx);
+      m_graph.refresh_compute_weights(ctx);
+      return;
+    case 2: {
+      Tensor params = m_padded_params.flat(lo, count);
+      m_optimizer->step_shard(ctx, lr, params, m_grad_shard.flat(0, count), skip);
+      gather_padded(ctx);
+      m_graph.refresh_compute_weights(ctx);
+      return;
+    }
+    default: {
+      // A layer whose forward threw never released its gathered copy; it would be stale now.
+      for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id)
+        if (m_gathered[static_cast<size_t>(id)].defined()) release_layer(id, *m_graph.layer(id));
+      Tensor params = m_param_shard.flat(0, count);
+      m_optimizer->step_shard(ctx, lr, params, m_grad_shard.flat(0, count), skip);
+      return;  // the next forward gathers each layer's parameters
+    }
+  }
+}
+
+// ---- parameters (stage 3) --------------------------------------------------------------
+
+void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer) {
+  Tensor& gathered = m_gathered[static_cast<size_t>(id)];
+  if (gathered.defined()) return;
+  int64_t lo = m_layout.total, hi = 0;
+  for (const Parameter* p : layer.params()) {
+    lo = std::min(lo, p->offset);
+    hi = std::max(hi, p->offset + p->shape.numel());
+  }
+  if (lo >= hi) return;
+  Communicator& c = comm("forward/backward");
+  gathered = Tensor::empty(Shape{hi - lo}, DType::f32, m_graph.device(), ctx.stream());
+  // A layer's parameters are contiguous; each owner of part of them broadcasts it.
+  std::vector<WorkPtr> works;
+  const int64_t mine = m_layout.begin(m_rank);
+  for (int r = m_layout.owner(lo); r <= m_layout.owner(hi - 1); ++r) {
+    const int64_t a = std::max(lo, m_layout.begin(r)), b = std::min(hi, m_layout.end(r));
+    if (a >= b) continue;
+    Tensor piece = gathered.flat(a - lo, b - a);
+    if (r == m_rank) piece.copy_from(m_param_shard.flat(a - mine, b - a), ctx.stream());
+    works.push_back(c.broadcast(piece, r, ctx.stream()));
+  }
+  for (WorkPtr& w : works)
+    w->wait_stream(ctx.stream());
+  for (Parameter* p : layer.params()) {
+    p->value = gathered.flat(p->offset - lo, p->shape.numel()).view(p->shape);
+    p->compute = p->value;
+  }
+  m_gathered_bytes += static_cast<int64_t>(gathered.nbytes());
+  m_peak_gathered_bytes = std::max(m_peak_gathered_bytes, m_gathered_bytes);
+}
+
+void ZeroDataParallel::release_layer(core::nn::NodeId id, core::nn::Layer& layer) {
+  Tensor& gathered = m_gathered[static_cast<size_t>(id)];
+  if (!gathered.defined()) return;
+  for (Parameter* p : layer.params()) {
+    p->value = Tensor();
+    p->compute = Tensor();
+  }
+  m_gathered_bytes -= static_cast<int64_t>(gathered.nbytes());
+  gathered = Tensor();
+}
+
+Tensor ZeroDataParallel::gather_parameters(Context& ctx) {
+  if (m_options.stage < 3) return m_graph.flat_params().clone(ctx.stream());
+  const int64_t s = m_layout.shard_size;
+  Tensor whole =
+      Tensor::empty(Shape{m_layout.padded()}, DType::f32, m_graph.device(), ctx.stream());
+  Tensor block = whole.flat(m_rank * s, s);
+  block.copy_from(m_param_shard, ctx.stream());
+  comm("gather_parameters").all_gather(block, whole, ctx.stream())->wait_stream(ctx.stream());
+  return whole.flat(0, m_layout.total);
+}
+
+}  // namespace cohort::comm

@@ -1,0 +1,196 @@
+// ZeroDataParallel: optimizer state across shards (gather to rank 0, load from a
+// whole state) and per-rank memory, measured on the storages actually held.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "comm/zero.hpp"
+
+namespace cohort::comm {
+
+using core::Context;
+using core::DType;
+using core::Shape;
+using core::Tensor;
+using core::nn::Parameter;
+
+namespace {
+
+// Sums the bytes of storages not seen before (views of one buffer count once).
+class StorageCounter {
+ public:
+  void add(const Tensor& t, int64_t& total) {
+    if (t.defined() && m_seen.insert(t.storage().get()).second)
+      total += static_cast<int64_t>(t.storage()->bytes());
+  }
+
+ private:
+  std::set<const core::Storage*> m_seen;
+};
+
+}  // namespace
+
+ZeroMemory ZeroDataParallel::memory() const {
+  ZeroMemory m;
+  m.stage = m_options.stage;
+  m.rank = m_rank;
+  m.world = m_layout.world;
+  m.num_parameters = m_layout.total;
+  StorageCounter seen;
+  seen.add(m_graph.flat_params(), m.parameters);
+  seen.add(m_padded_params, m.parameters);
+  seen.add(m_param_shard, m.parameters);
+  for (const Tensor& t : m_gathered)
+    seen.add(t, m.parameters);
+  for (const Parameter& p : m_graph.parameters()) {
+    seen.add(p.value, m.parameters);
+    seen.add(p.compute, m.parameters);
+  }
+  seen.add(m_graph.flat_grads(), m.gradients);
+  seen.add(m_grad_shard, m.gradients);
+  seen.add(m_full_grads, m.gradients);
+  for (const Bucket& b : m_buckets)
+    seen.add(b.staging, m.gradients);
+  for (const Parameter& p : m_graph.parameters()) {
+    seen.add(p.grad, m.gradients);
+    seen.add(p.compute_grad, m.gradients);
+  }
+  for (const auto& [name, buffer] : m_optimizer->state_buffers())
+    seen.add(buffer, m.optimizer);
+  m.peak_gathered_parameters = m_peak_gathered_bytes;
+  m.peak_gradient_staging = m_peak_staging_bytes;
+  const int64_t f = sizeof(float);
+  if (m_options.grad_reduction == GradReduction::bucketed)
+    for (const Bucket& b : m_buckets)
+      m.largest_bucket = std::max(m.largest_bucket, b.count * f);
+  if (m_options.stage == 3) {
+    for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id) {
+      const core::nn::Layer* layer = m_graph.layer(id);
+      if (layer == nullptr || layer->params().empty()) continue;
+      int64_t lo = m_layout.total, hi = 0;
+      for (const Parameter* p : layer->params()) {
+        lo = std::min(lo, p->offset);
+        hi = std::max(hi, p->offset + p->shape.numel());
+      }
+      m.largest_layer = std::max(m.largest_layer, (hi - lo) * f);
+    }
+  }
+  return m;
+}
+
+std::map<std::string, Tensor> ZeroDataParallel::gather_optimizer_state(Context& ctx) {
+  Communicator& c = comm("gather_optimizer_state");
+  std::map<std::string, Tensor> out;
+  if (m_options.stage == 0) {
+    if (m_rank == 0)
+      for (const auto& [name, t] : m_optimizer->state())
+        out.emplace(name, t.clone(ctx.stream()));
+    return out;
+  }
+  // One buffer at a time: every rank briefly holds one whole (padded) buffer.
+  const int64_t s = m_layout.shard_size, count = m_layout.count(m_rank);
+  for (const auto& [name, buffer] : m_optimizer->state_buffers()) {
+    Tensor whole =
+        Tensor::zeros(Shape{m_layout.padded()}, DType::f32, m_graph.device(), ctx.stream());
+    Tensor block = whole.flat(m_rank * s, s);
+    block.flat(0, count).copy_from(buffer, ctx.stream());
+    c.all_gather(block, whole, ctx.stream())->wait_stream(ctx.stream());
+    if (m_rank != 0) continue;
+    for (const Parameter& p : m_graph.parameters())
+      out.emplace(fmt::format("{}/{}", name, p.name),
+                  whole.flat(p.offset, p.shape.numel()).view(p.shape));
+  }
+  return out;
+}
+
+void ZeroDataParallel::load_optimizer_state(Context& ctx,
+                                            const std::map<std::string, Tensor>& full) {
+  const core::optim::Optimizer& opt = *m_optimizer;
+  for (const auto& [name, buffer] : opt.state_buffers()) {
+    for (const Parameter& p : m_graph.parameters()) {
+      const auto [first, last] = opt.owned_range(p);
+      if (first == last) continue;
+      const std::string key = fmt::format("{}/{}", name, p.name);
+      auto it = full.find(key);
+      COHORT_CHECK(it != full.end(),
+                   fmt::format("ZeroDataParallel::load_optimizer_state: no entry '{}'", key));
+      COHORT_CHECK(it->second.dtype() == DType::f32 && it->second.numel() == p.shape.numel(),
+                   fmt::format("ZeroDataParallel::load_optimizer_state: '{}' is {}, expected "
+                               "f32{}",
+                               key, it->second.str(), p.shape.str()));
+      const Tensor source = it->second.view(Shape{p.shape.numel()}).flat(first, last - first);
+      Tensor target = buffer.flat(p.offset + first - opt.shard_offset(), last - first);
+      target.copy_from(source, ctx.stream());
+    }
+  }
+}
+
+// ---- memory report ----------------------------------------------------------------------
+
+std::vector<ZeroMemory> zero_memory_table(const std::function<void(core::nn::Graph&)>& build_model,
+                                          int world, int rank,
+                                          const core::optim::OptimizerConfig& optimizer,
+                                          const std::vector<int>& stages) {
+  std::vector<ZeroMemory> rows;
+  for (int stage : stages) {
+    // A fresh graph per stage: the engine relocates and releases its buffers.
+    core::nn::Graph graph;
+    build_model(graph);
+    graph.build(core::Device::cpu(), /*seed=*/0);
+    ZeroOptions options;
+    options.stage = stage;
+    rows.push_back(ZeroDataParallel::plan(graph, rank, world, options, optimizer)->memory());
+  }
+  return rows;
+}
+
+void print_zero_memory_table(const std::vector<ZeroMemory>& rows, const std::string& model,
+                             const std::string& optimizer, std::FILE* out) {
+  if (rows.empty()) return;
+  const double mib = 1024.0 * 1024.0;
+  fmt::print(out,
+             "ZeRO memory per rank: {}, {} parameters, {}, world size {} (rank {}); MiB held "
+             "between steps\n",
+             model, rows.front().num_parameters, optimizer, rows.front().world, rows.front().rank);
+  fmt::print(out, "{:>5} {:>12} {:>12} {:>12} {:>12} {:>10}\n", "stage", "parameters", "gradients",
+             "optimizer", "total", "vs stage 0");
+  const ZeroMemory* base = nullptr;
+  for (const ZeroMemory& r : rows)
+    if (r.stage == 0) base = &r;
+  for (const ZeroMemory& r : rows) {
+    const std::string ratio =
+        base ? fmt::format("{:.3f}", static_cast<double>(r.persistent()) / base->persistent())
+             : std::string("-");
+    fmt::print(out, "{:>5} {:>12.2f} {:>12.2f} {:>12.2f} {:>12.2f} {:>10}\n", r.stage,
+               r.parameters / mib, r.gradients / mib, r.optimizer / mib, r.persistent() / mib,
+               ratio);
+  }
+  int64_t bucket = 0, layer = 0;
+  for (const ZeroMemory& r : rows) {
+    bucket = std::max(bucket, r.largest_bucket);
+    layer = std::max(layer, r.largest_layer);
+  }
+  fmt::print(out,
+             "Transient during a step (not above): stages 2/3 stage gradients in buckets of at "
+             "most {:.2f} MiB, freed once reduced; stage 3 gathers one layer at a time, at most "
+             "{:.2f} MiB.\n",
+             bucket / mib, layer / mib);
+}
+
+std::vector<ZeroMemory> run_zero_memory_report(
+    const ZeroReportOptions& options, const std::function<void(core::nn::Graph&)>& build_model,
+    const std::string& model, std::FILE* out) {
+  core::optim::OptimizerConfig optimizer;
+  optimizer.kind = options.optimizer;
+  COHORT_CHECK(optimizer.kind == "sgd" || optimizer.kind == "adamw",
+               fmt::format("zero memory report: optimizer must be sgd or adamw, got '{}'",
+                           options.optimizer));
+  const std::vector<ZeroMemory> rows =
+      zero_memory_table(build_model, options.world_size, options.rank, optimizer);
+  print_zero_memory_table(rows, model, optimizer.kind == "sgd" ? "SGD with momentum" : "AdamW",
+                          out);
+  return rows;
+}
+
+}  // namespace cohort::comm
