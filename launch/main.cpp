@@ -5,6 +5,8 @@
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
 //       writes (or verifies) an HDF5 shard set; `cohort convert <kind> --help` for options
+//   cohort bench zero [--world 8] [--rank 0] [--optimizer adamw]
+//       per-rank memory of parameters, gradients and optimizer state, ZeRO stages 0-3
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
 //       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "comm/bench_comm.hpp"
+#include "comm/zero_report.hpp"
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/fashion_mnist_demo.hpp"
@@ -76,6 +79,13 @@ int main(int argc, char** argv) {
   comm_cmd->add_option("--iters", comm_bench.iters)->capture_default_str();
   comm_cmd->add_option("--dtype", comm_dtype, "f32, bf16 or f16")->capture_default_str();
 
+  cohort::comm::ZeroReportOptions zero;
+  auto* zero_cmd = bench_cmd->add_subcommand(
+      "zero", "Per-rank memory of a ResNet-50 under ZeRO stages 0-3 (measured allocations)");
+  zero_cmd->add_option("--world", zero.world_size)->capture_default_str();
+  zero_cmd->add_option("--rank", zero.rank)->capture_default_str();
+  zero_cmd->add_option("--optimizer", zero.optimizer, "sgd or adamw")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo_cmd->parsed()) {
@@ -88,6 +98,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
+    if (zero_cmd->parsed()) {
+      cohort::comm::run_zero_memory_report(zero);
+      return 0;
+    }
     if (comm_cmd->parsed()) {
       comm_bench.dtype = comm_dtype == "bf16"  ? cohort::core::DType::bf16
                          : comm_dtype == "f16" ? cohort::core::DType::f16
