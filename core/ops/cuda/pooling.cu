@@ -86,9 +86,18 @@ __device__ __forceinline__ void unflatten(int64_t i, int64_t hh, int64_t ww, int
   img = pixel / hh;
 }
 
+// The maximum of every window (y, when given) and where it is (where_out, when
+// given: the index h*W + w of its first maximum within the image).
+//
+// Backward runs in two passes, both deterministic (no atomics): this kernel finds
+// every window's first maximum once, then each input element gathers dy from the
+// (at most ceil(k/s)^2) windows that chose it. Recomputing the window maxima per
+// input element instead (one pass) cost 13.7 ms for ResNet-50's stem at batch 256
+// on an H100.
 template <typename T>
-__global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolDims d,
-                                   PoolParams g, int64_t total) {
+__global__ void max_window_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                  int32_t* __restrict__ where_out, PoolDims d, PoolParams g,
+                                  int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     int64_t img, oy, ox, ch;
@@ -96,26 +105,8 @@ __global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, P
     float best;
     int64_t where;
     window_max(x + img * d.h * d.w * d.c, d, g, oy, ox, ch, best, where);
-    y[i] = from_f32<T>(best);
-  }
-}
-
-// Backward in two passes, both deterministic (no atomics): the first maximum of
-// every window is found once per output, then each input element gathers dy from
-// the (at most ceil(k/s)^2) windows that chose it. Recomputing the window maxima
-// per input element instead (one pass) cost 13.7 ms for ResNet-50's stem at batch
-// 256 on an H100.
-template <typename T>
-__global__ void max_argmax_kernel(const T* __restrict__ x, int32_t* __restrict__ where_out,
-                                  PoolDims d, PoolParams g, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t img, oy, ox, ch;
-    unflatten(i, d.oh, d.ow, d.c, img, oy, ox, ch);
-    float best;
-    int64_t where;
-    window_max(x + img * d.h * d.w * d.c, d, g, oy, ox, ch, best, where);
-    where_out[i] = static_cast<int32_t>(where);
+    if (y != nullptr) y[i] = from_f32<T>(best);
+    if (where_out != nullptr) where_out[i] = static_cast<int32_t>(where);
   }
 }
 
@@ -265,9 +256,9 @@ Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
   if (total == 0) return y;
   dispatch_float(op, "x", x, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_forward_kernel<<<grid_for(total), kThreads, 0, ctx.stream()>>>(
-        static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), dims_of(x.shape(), y.shape()),
-        params_of(g), total);
+    max_window_kernel<<<grid_for(total), kThreads, 0, ctx.stream()>>>(
+        static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), nullptr,
+        dims_of(x.shape(), y.shape()), params_of(g), total);
     COHORT_CUDA_LAUNCH_CHECK();
   });
   return y;
@@ -291,9 +282,10 @@ Tensor max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& x, cons
   dispatch_float(op, "x", x, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (outputs > 0) {
-      max_argmax_kernel<<<grid_for(outputs), kThreads, 0, ctx.stream()>>>(
-          static_cast<const T*>(x.raw()), static_cast<int32_t*>(where.raw()),
-          dims_of(x.shape(), dy.shape()), params_of(g), outputs);
+      max_window_kernel<<<grid_for(outputs), kThreads, 0, ctx.stream()>>>(
+          static_cast<const T*>(x.raw()), static_cast<T*>(nullptr),
+          static_cast<int32_t*>(where.raw()), dims_of(x.shape(), dy.shape()), params_of(g),
+          outputs);
       COHORT_CUDA_LAUNCH_CHECK();
     }
     max_backward_kernel<<<grid_for(total), kThreads, 0, ctx.stream()>>>(
