@@ -53,7 +53,7 @@ DataParallel::DataParallel(core::nn::Graph& graph, Communicator& comm,
     m_stats_reducer = make_stats_reducer(comm);
     set_batch_norm_reducer(graph, m_stats_reducer.get());
   }
-  build_buckets();
+  detail::build_buckets(graph.parameters(), options.bucket_bytes, m_buckets, m_bucket_index);
   graph.set_grad_ready_hook([this](std::span<core::nn::Parameter* const> ps) { on_ready(ps); });
 }
 
@@ -62,51 +62,13 @@ DataParallel::~DataParallel() {
   if (m_stats_reducer) set_batch_norm_reducer(m_graph, nullptr);
 }
 
-void DataParallel::build_buckets() {
-  const std::vector<core::nn::Parameter>& params = m_graph.parameters();
-  m_buckets.clear();
-  m_bucket_of.assign(params.size(), -1);
-  m_trainable_at_build.assign(params.size(), false);
-  const int64_t cap = static_cast<int64_t>(m_options.bucket_bytes / sizeof(float));
-  bool open = false;
-  // Reverse order: the last parameters' gradients are final first.
-  for (size_t k = params.size(); k-- > 0;) {
-    const core::nn::Parameter& p = params[k];
-    m_trainable_at_build[k] = p.trainable;
-    if (!p.trainable) {
-      open = false;  // a frozen parameter splits buckets: it is never sent
-      continue;
-    }
-    const int64_t n = p.shape.numel();
-    if (!open || m_buckets.back().count + n > cap) {
-      m_buckets.push_back(Bucket{p.offset, 0, {}, 0, nullptr, {}});
-      open = true;
-    }
-    Bucket& b = m_buckets.back();
-    // Contiguous by construction: params are laid out in insertion order.
-    b.offset = p.offset;
-    b.count += n;
-    b.params.push_back(k);
-    m_bucket_of[k] = static_cast<int>(m_buckets.size() - 1);
-  }
-}
-
 void DataParallel::broadcast_state(core::Context& ctx) {
-  std::vector<WorkPtr> works;
-  works.push_back(m_comm.broadcast(m_graph.flat_params(), 0, ctx.stream()));
-  for (core::nn::Buffer& b : m_graph.buffers())
-    works.push_back(m_comm.broadcast(b.value, 0, ctx.stream()));
-  for (WorkPtr& w : works)
-    w->wait_stream(ctx.stream());
-  m_graph.refresh_compute_weights(ctx);
+  detail::broadcast_graph_state(m_comm, m_graph, ctx);
 }
 
 void DataParallel::prepare_backward(core::Context& ctx, bool communicate) {
-  bool changed = false;
-  const std::vector<core::nn::Parameter>& params = m_graph.parameters();
-  for (size_t k = 0; k < params.size(); ++k)
-    changed = changed || params[k].trainable != m_trainable_at_build[k];
-  if (changed) build_buckets();
+  if (m_bucket_index.stale(m_graph.parameters()))
+    detail::build_buckets(m_graph.parameters(), m_options.bucket_bytes, m_buckets, m_bucket_index);
   for (Bucket& b : m_buckets) {
     COHORT_CHECK(b.work == nullptr,
                  "DataParallel::prepare_backward: the previous backward was not finished "
@@ -121,12 +83,7 @@ void DataParallel::on_ready(std::span<core::nn::Parameter* const> ready) {
   if (!m_armed) return;
   const std::vector<core::nn::Parameter>& params = m_graph.parameters();
   for (core::nn::Parameter* p : ready) {
-    const size_t k = static_cast<size_t>(p - params.data());
-    COHORT_CHECK(k < params.size() && m_bucket_of[k] >= 0,
-                 fmt::format("DataParallel: gradient of '{}' reported ready but it is in no "
-                             "bucket (was it unfrozen after prepare_backward?)",
-                             p->name));
-    Bucket& b = m_buckets[static_cast<size_t>(m_bucket_of[k])];
+    Bucket& b = m_buckets[m_bucket_index.bucket_of_ready(params, p, "DataParallel")];
     if (--b.pending == 0) launch(b);
   }
 }
@@ -148,15 +105,8 @@ void DataParallel::finish_backward(core::Context& ctx) {
   m_armed = false;
   for (Bucket& b : m_buckets) {
     if (!armed) continue;
-    if (!b.work) {
-      std::string names;
-      for (size_t k : b.params)
-        names += " " + m_graph.parameters()[k].name;
-      COHORT_FAIL(
-          fmt::format("DataParallel::finish_backward: a bucket never became ready; "
-                      "{} of its parameters were not reported:{}",
-                      b.pending, names));
-    }
+    if (!b.work)
+      detail::fail_unready_bucket("DataParallel", m_graph.parameters(), b.params, b.pending);
     b.work->wait_stream(ctx.stream());
     if (b.staging.defined()) {
       core::Tensor grads = m_graph.flat_grads().flat(b.offset, b.count);
@@ -174,12 +124,7 @@ double DataParallel::clip_grad_norm(core::Context& ctx, double max_norm) {
   // Gradients are identical on every rank after the all-reduce: no communication.
   const double norm =
       std::sqrt(core::optim::sum_of_squares(ctx, m_graph.flat_grads()).item(ctx.stream()));
-  if (norm > max_norm) {
-    core::Tensor factor =
-        core::Tensor::empty(core::Shape{1}, core::DType::f32, ctx.device(), ctx.stream());
-    core::ops::fill(ctx, factor, max_norm / (norm + 1e-6));
-    core::optim::scale_by(ctx, m_graph.flat_grads(), factor);
-  }
+  detail::scale_to_max_norm(ctx, m_graph.flat_grads(), norm, max_norm);
   return norm;
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "comm/communicator.hpp"
+#include "comm/data_parallel_common.hpp"
 #include "core/nn/graph.hpp"
 #include "core/ops/ops.hpp"
 
@@ -67,7 +68,6 @@ class DataParallel {
   int64_t communicated_elements() const { return m_communicated; }
 
  private:
-  void build_buckets();
   void on_ready(std::span<core::nn::Parameter* const> params);
   void launch(Bucket& bucket);
 
@@ -75,8 +75,7 @@ class DataParallel {
   Communicator& m_comm;
   DataParallelOptions m_options;
   std::vector<Bucket> m_buckets;
-  std::vector<int> m_bucket_of;  // per parameter, -1 when frozen
-  std::vector<bool> m_trainable_at_build;
+  detail::BucketIndex m_bucket_index;
   std::unique_ptr<core::ops::StatsReducer> m_stats_reducer;
   core::Context* m_ctx = nullptr;
   bool m_armed = false;

@@ -94,11 +94,11 @@ ZeroDataParallel::ZeroDataParallel(core::nn::Graph& graph, Communicator* comm, i
       m_stats_reducer = make_stats_reducer(*comm);
       set_batch_norm_reducer(graph, m_stats_reducer.get());
     }
-    broadcast_state(ctx);
+    detail::broadcast_graph_state(*comm, graph, ctx);
   }
   shard_state(ctx, optimizer);
   if (options.stage >= 2) {
-    build_buckets();
+    detail::build_buckets(graph.parameters(), options.bucket_bytes, m_buckets, m_bucket_index);
     graph.set_layer_hooks([this](Context& c, core::nn::NodeId id, core::nn::Layer& layer,
                                  bool backward) { before_layer(c, id, layer, backward); },
                           [this](Context&, core::nn::NodeId id, core::nn::Layer& layer,
@@ -125,17 +125,6 @@ Communicator& ZeroDataParallel::comm(const char* what) const {
 
 bool ZeroDataParallel::has_compute_copy(const Parameter& p) const {
   return m_graph.compute_dtype() != DType::f32 && !p.keep_f32;
-}
-
-void ZeroDataParallel::broadcast_state(Context& ctx) {
-  Communicator& c = comm("broadcast_state");
-  std::vector<WorkPtr> works;
-  works.push_back(c.broadcast(m_graph.flat_params(), 0, ctx.stream()));
-  for (core::nn::Buffer& b : m_graph.buffers())
-    works.push_back(c.broadcast(b.value, 0, ctx.stream()));
-  for (WorkPtr& w : works)
-    w->wait_stream(ctx.stream());
-  m_graph.refresh_compute_weights(ctx);
 }
 
 void ZeroDataParallel::shard_state(Context& ctx, const core::optim::OptimizerConfig& optimizer) {
@@ -168,36 +157,6 @@ void ZeroDataParallel::shard_state(Context& ctx, const core::optim::OptimizerCon
 }
 
 // ---- gradients (stages 2, 3) -----------------------------------------------------
-
-void ZeroDataParallel::build_buckets() {
-  // As DataParallel: reverse parameter order (the order backward finishes them),
-  // at most bucket_bytes each, split by frozen parameters.
-  const std::vector<Parameter>& params = m_graph.parameters();
-  m_buckets.clear();
-  m_bucket_of.assign(params.size(), -1);
-  m_trainable_at_build.assign(params.size(), false);
-  const int64_t cap = static_cast<int64_t>(m_options.bucket_bytes / sizeof(float));
-  bool open = false;
-  for (size_t k = params.size(); k-- > 0;) {
-    const Parameter& p = params[k];
-    m_trainable_at_build[k] = p.trainable;
-    if (!p.trainable) {
-      open = false;
-      continue;
-    }
-    const int64_t n = p.shape.numel();
-    if (!open || m_buckets.back().count + n > cap) {
-      m_buckets.push_back(Bucket{});
-      m_buckets.back().offset = p.offset;
-      open = true;
-    }
-    Bucket& b = m_buckets.back();
-    b.offset = p.offset;  // contiguous: parameters are laid out in insertion order
-    b.count += n;
-    b.params.push_back(k);
-    m_bucket_of[k] = static_cast<int>(m_buckets.size() - 1);
-  }
-}
 
 void ZeroDataParallel::add_staging_bytes(int64_t bytes) {
   m_staging_bytes += bytes;
@@ -233,14 +192,12 @@ void ZeroDataParallel::prepare_backward(Context& ctx, bool accumulate, bool last
   // Micro-batches: every backward is reduced into the shard, the previous one now.
   if (m_armed) finish_backward(ctx);
   const std::vector<Parameter>& params = m_graph.parameters();
-  bool changed = false;
-  for (size_t k = 0; k < params.size(); ++k)
-    changed = changed || params[k].trainable != m_trainable_at_build[k];
+  const bool changed = m_bucket_index.stale(params);
   COHORT_CHECK(!m_armed && m_launch_order.empty() && !m_full_grads.defined(),
                "ZeroDataParallel::prepare_backward: the previous backward was not finished "
                "(call finish_backward)");
   if (changed) {
-    build_buckets();
+    detail::build_buckets(params, m_options.bucket_bytes, m_buckets, m_bucket_index);
     // Parameters frozen since keep no stale gradient in the shard (norms).
     m_grad_shard.zero_(ctx.stream());
   }
@@ -279,12 +236,12 @@ void ZeroDataParallel::before_layer(Context& ctx, core::nn::NodeId id, core::nn:
                     p->offset);
       continue;
     }
-    COHORT_CHECK(m_bucket_of[k] >= 0,
+    COHORT_CHECK(m_bucket_index.bucket_of[k] >= 0,
                  fmt::format("ZeroDataParallel: '{}' is trainable but in no bucket (was it "
                              "unfrozen after prepare_backward?)",
                              p->name));
     if (m_options.grad_reduction == GradReduction::bucketed)
-      ensure_staging(ctx, m_buckets[static_cast<size_t>(m_bucket_of[k])]);
+      ensure_staging(ctx, m_buckets[static_cast<size_t>(m_bucket_index.bucket_of[k])]);
   }
 }
 
@@ -301,12 +258,7 @@ void ZeroDataParallel::on_grads_ready(std::span<Parameter* const> ready) {
   if (!m_armed || m_options.grad_reduction != GradReduction::bucketed) return;
   const std::vector<Parameter>& params = m_graph.parameters();
   for (Parameter* p : ready) {
-    const size_t k = static_cast<size_t>(p - params.data());
-    COHORT_CHECK(k < params.size() && m_bucket_of[k] >= 0,
-                 fmt::format("ZeroDataParallel: gradient of '{}' reported ready but it is in no "
-                             "bucket",
-                             p->name));
-    const size_t b = static_cast<size_t>(m_bucket_of[k]);
+    const size_t b = m_bucket_index.bucket_of_ready(params, p, "ZeroDataParallel");
     if (--m_buckets[b].pending == 0) launch(b);
   }
   // Free what already arrived, so that staging memory stays near the buckets in flight.
@@ -380,16 +332,9 @@ void ZeroDataParallel::finish_backward(Context& ctx) {
     m_full_grads = Tensor();
     return;
   }
-  for (const Bucket& b : m_buckets) {
-    if (b.launched) continue;
-    std::string names;
-    for (size_t k : b.params)
-      names += " " + m_graph.parameters()[k].name;
-    COHORT_FAIL(
-        fmt::format("ZeroDataParallel::finish_backward: a bucket never became ready; {} "
-                    "of its parameters were not reported:{}",
-                    b.pending, names));
-  }
+  for (const Bucket& b : m_buckets)
+    if (!b.launched)
+      detail::fail_unready_bucket("ZeroDataParallel", m_graph.parameters(), b.params, b.pending);
   for (size_t index : m_launch_order)
     finish(ctx, m_buckets[index]);
   m_launch_order.clear();
@@ -407,11 +352,7 @@ double ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
       .all_reduce(squares, ReduceOp::sum, ctx.stream())
       ->wait_stream(ctx.stream());
   const double norm = std::sqrt(squares.item(ctx.stream()));
-  if (norm > max_norm) {
-    Tensor factor = Tensor::empty(Shape{1}, DType::f32, ctx.device(), ctx.stream());
-    core::ops::fill(ctx, factor, max_norm / (norm + 1e-6));
-    core::optim::scale_by(ctx, m_grad_shard, factor);
-  }
+  detail::scale_to_max_norm(ctx, m_grad_shard, norm, max_norm);
   return norm;
 }
 
@@ -456,14 +397,19 @@ void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip) {
 
 // ---- parameters (stage 3) --------------------------------------------------------------
 
-void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer) {
-  Tensor& gathered = m_gathered[static_cast<size_t>(id)];
-  if (gathered.defined()) return;
+std::pair<int64_t, int64_t> ZeroDataParallel::layer_range(const core::nn::Layer& layer) const {
   int64_t lo = m_layout.total, hi = 0;
   for (const Parameter* p : layer.params()) {
     lo = std::min(lo, p->offset);
     hi = std::max(hi, p->offset + p->shape.numel());
   }
+  return {lo, hi};
+}
+
+void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer) {
+  Tensor& gathered = m_gathered[static_cast<size_t>(id)];
+  if (gathered.defined()) return;
+  const auto [lo, hi] = layer_range(layer);
   if (lo >= hi) return;
   Communicator& c = comm("forward/backward");
   gathered = Tensor::empty(Shape{hi - lo}, DType::f32, m_graph.device(), ctx.stream());

@@ -82,10 +82,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.hpp"
 #include "comm/data_parallel.hpp"
+#include "comm/data_parallel_common.hpp"
 #include "core/nn/graph.hpp"
 #include "core/optim/optimizer.hpp"
 
@@ -195,12 +197,10 @@ class ZeroDataParallel {
 
   ZeroDataParallel(core::nn::Graph& graph, Communicator* comm, int rank, int world,
                    const ZeroOptions& options, const core::optim::OptimizerConfig& optimizer);
-  void broadcast_state(core::Context& ctx);
   void shard_state(core::Context& ctx, const core::optim::OptimizerConfig& optimizer);
   Communicator& comm(const char* what) const;
 
   // Stages 2/3.
-  void build_buckets();
   void before_layer(core::Context& ctx, core::nn::NodeId id, core::nn::Layer& layer, bool backward);
   void after_layer(core::nn::NodeId id, core::nn::Layer& layer, bool backward);
   void on_grads_ready(std::span<core::nn::Parameter* const> params);
@@ -219,6 +219,8 @@ class ZeroDataParallel {
   bool has_compute_copy(const core::nn::Parameter& p) const;
 
   // Stage 3.
+  // The flat range [lo, hi) of a layer's parameters (contiguous); lo >= hi when it has none.
+  std::pair<int64_t, int64_t> layer_range(const core::nn::Layer& layer) const;
   void gather_layer(core::Context& ctx, core::nn::NodeId id, core::nn::Layer& layer);
   void release_layer(core::nn::NodeId id, core::nn::Layer& layer);
 
@@ -237,8 +239,7 @@ class ZeroDataParallel {
 
   // Gradient reduction (stages 2, 3).
   std::vector<Bucket> m_buckets;
-  std::vector<int> m_bucket_of;  // per parameter, -1 when frozen
-  std::vector<bool> m_trainable_at_build;
+  detail::BucketIndex m_bucket_index;
   std::vector<size_t> m_launch_order;  // buckets launched and not yet finished
   core::Tensor m_full_grads;           // reduce_scatter: W * S during backward
   core::Context* m_ctx = nullptr;

@@ -68,11 +68,7 @@ ZeroMemory ZeroDataParallel::memory() const {
     for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id) {
       const core::nn::Layer* layer = m_graph.layer(id);
       if (layer == nullptr || layer->params().empty()) continue;
-      int64_t lo = m_layout.total, hi = 0;
-      for (const Parameter* p : layer->params()) {
-        lo = std::min(lo, p->offset);
-        hi = std::max(hi, p->offset + p->shape.numel());
-      }
+      const auto [lo, hi] = layer_range(*layer);
       m.largest_layer = std::max(m.largest_layer, (hi - lo) * f);
     }
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/context.hpp"
@@ -63,17 +64,9 @@ inline void expect_near(const std::string& what, const Tensor& actual, const Ten
   expect_near(what, actual, expected, tol.rtol, tol.atol_frac);
 }
 
-inline const char* name_of(DType d) {
-  switch (d) {
-    case DType::f32:
-      return "f32";
-    case DType::bf16:
-      return "bf16";
-    case DType::f16:
-      return "f16";
-    default:
-      return "other";
-  }
+// The dtype's name ("f32", "bf16", "f16", ...) for traces.
+inline std::string_view name_of(DType d) {
+  return core::dtype_name(d);
 }
 
 // The dtypes the CUDA backend computes in.

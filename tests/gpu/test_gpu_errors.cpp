@@ -5,29 +5,18 @@
 #ifdef COHORT_WITH_CUDA
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <string>
 
 #include "core/cuda/context_cuda.hpp"
 #include "core/ops/cuda/cuda_ops.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/gpu/test_gpu_common.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::gputest {
 namespace {
 
-// fn must throw cohort::Error whose message contains every fragment.
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const std::string& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return;
-  }
-  ADD_FAILURE() << "expected cohort::Error";
-}
+using testing::expect_error;
 
 TEST(GpuErrors, OutOfMemoryIsReportedInMiB) {
   const int64_t one_pib = int64_t{1} << 50;

@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "tests/mpi/mpi_test_helpers.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::mpitest {
 namespace {
@@ -20,6 +20,7 @@ using comm::ReduceOp;
 using comm::WorkPtr;
 using core::DType;
 using core::Tensor;
+using testing::error_of;
 
 double contribution(int rank, int64_t i) {
   return rank + 1 + static_cast<double>(i % 16);
@@ -280,15 +281,6 @@ TEST(Collectives, ZeroElementCollectivesComplete) {
 
 // Argument errors are found before anything is sent, identically on every
 // rank, so each rank throws and no collective is left half-issued.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(Collectives, BadArgumentsAreRefusedWithShapes) {
   auto comm = make_comm();
   const int n = comm->size();

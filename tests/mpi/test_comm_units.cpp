@@ -15,20 +15,14 @@
 #include "comm/device_assignment.hpp"
 #include "comm/watchdog.hpp"
 #include "core/error.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::comm {
 namespace {
 
 using Action = FaultSpec::Action;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(FaultSpec, ParsesEntries) {
   const std::vector<FaultSpec> faults = parse_faults("1:3:hang,0:12:skip,2:1:exit,3:7:throw");

@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cmath>
-#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -15,6 +13,7 @@
 #include "core/nn/layers.hpp"
 #include "core/ops/ops.hpp"
 #include "core/optim/optimizer.hpp"
+#include "tests/mpi/mpi_test_helpers.hpp"
 #include "tests/support/gradcheck.hpp"
 
 namespace cohort::comm {
@@ -26,18 +25,13 @@ using core::DType;
 using core::Shape;
 using core::Tensor;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
+using mpitest::fingerprint;
+using mpitest::max_relative_difference;
+using mpitest::world_rank;
+using mpitest::world_size;
 
-// conv-BN-ReLU -> pool -> linear -> CE, or (no_bn) a two-layer MLP on flattened images.
+// conv-BN -> pool -> linear -> ReLU -> linear -> CE, or (no_bn) a two-layer MLP on
+// flattened images.
 struct Net {
   core::nn::Graph g;
   core::nn::NodeId loss;
@@ -47,71 +41,21 @@ struct Net {
     const NodeId y = g.input("label");
     NodeId h;
     if (with_bn) {
-      Conv2dOptions c;
-      c.in_channels = 2;
-      c.out_channels = 4;
-      c.geometry.pad_h = c.geometry.pad_w = 1;
-      h = g.add("conv", std::make_unique<Conv2d>(c), {x});
-      h = g.add("bn", std::make_unique<BatchNorm2d>(BatchNormOptions{4, 0.1, 1e-5, true}), {h});
-      h = g.add("pool", std::make_unique<AdaptiveAvgPool2d>(2, 2), {h});
-      h = g.add("flat", std::make_unique<Flatten>(), {h});
-      h = g.add("fc1", std::make_unique<Linear>(16, 8), {h});
+      h = mpitest::add_conv_features(g, x, /*conv_bias=*/false);
     } else {
       h = g.add("flat", std::make_unique<Flatten>(), {x});
       h = g.add("fc1", std::make_unique<Linear>(6 * 6 * 2, 8), {h});
     }
-    h = g.add("relu", std::make_unique<ReLU>(), {h});
-    h = g.add("fc2", std::make_unique<Linear>(8, 3), {h});
-    loss = g.add("loss", std::make_unique<CrossEntropyLoss>(), {h, y});
+    loss = mpitest::add_classifier(g, h, y);
     g.build(Device::cpu(), 17);
   }
 };
 
-// The global batch of step s: 8 images [6, 6, 2] and labels.
-void global_batch(int step, Tensor& images, Tensor& labels) {
-  images = testing::random_tensor(Shape{8, 6, 6, 2}, 500 + step, -1, 1, DType::f32);
-  std::vector<double> l;
-  for (int i = 0; i < 8; ++i)
-    l.push_back((i * 7 + step) % 3);
-  labels = Tensor::from_vector(l, Shape{8}, DType::i32);
-}
-
-// Rows [begin, end) of a batch, as new tensors.
-Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
-  return t.slice(begin, end).clone();
-}
-
-uint64_t fingerprint(const Tensor& t) {
-  uint64_t h = 1469598103934665603ull;
-  const auto* p = static_cast<const unsigned char*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 void expect_identical_across_ranks(const Tensor& params, int step) {
-  const uint64_t mine = fingerprint(params);
-  std::vector<uint64_t> all(static_cast<size_t>(world_size()));
-  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  const std::vector<uint64_t> all = mpitest::fingerprints_of_all_ranks(params);
   for (size_t r = 0; r < all.size(); ++r)
     EXPECT_EQ(all[r], all[0]) << "parameters of rank " << r << " differ from rank 0 after step "
                               << step;
-}
-
-double max_relative_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    worst = std::max(worst, std::abs(x[i] - y[i]) / (std::abs(y[i]) + 1e-3));
-  return worst;
-}
-
-core::optim::OptimizerConfig sgd() {
-  core::optim::OptimizerConfig c;
-  c.kind = "sgd";
-  c.momentum = 0.9;
-  c.weight_decay = 1e-4;
-  return c;
 }
 
 struct Result {
@@ -126,7 +70,7 @@ Result train(bool with_bn, bool dp, int steps, int micro, DataParallelOptions op
   Net net(with_bn);
   if (frozen) net.g.set_trainable(frozen, false);
   Context ctx;
-  core::optim::Optimizer opt(net.g, sgd());
+  core::optim::Optimizer opt(net.g, mpitest::optimizer_config("sgd"));
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<DataParallel> engine;
   const int w = dp ? world_size() : 1, r = dp ? world_rank() : 0;
@@ -137,18 +81,10 @@ Result train(bool with_bn, bool dp, int steps, int micro, DataParallelOptions op
   }
   for (int s = 0; s < steps; ++s) {
     Tensor images, labels;
-    global_batch(s, images, labels);
-    const int64_t per_rank = 8 / w, per_micro = per_rank / micro;
-    for (int k = 0; k < micro; ++k) {
-      const int64_t begin = r * per_rank + k * per_micro;
-      net.g.forward(ctx,
-                    {{"image", rows(images, begin, begin + per_micro)},
-                     {"label", rows(labels, begin, begin + per_micro)}},
-                    {.training = true});
+    mpitest::global_batch(s, /*seed_base=*/500, /*label_stride=*/7, images, labels);
+    mpitest::forward_backward(net.g, net.loss, ctx, images, labels, r, w, micro, [&](int k) {
       if (engine) engine->prepare_backward(ctx, k == micro - 1);
-      const Tensor seed = Tensor::from_vector({1.0 / micro}, Shape{1});
-      net.g.backward(ctx, {{net.loss, seed}}, /*accumulate=*/k > 0);
-    }
+    });
     if (engine) engine->finish_backward(ctx);
     opt.step(ctx, 0.1);
     if (dp) expect_identical_across_ranks(net.g.flat_params(), s);
@@ -237,7 +173,8 @@ TEST(DataParallel, UnusedParametersNeitherHangNorCrash) {
   engine.prepare_backward(ctx, true);
   g.backward(ctx, {{la, Tensor()}});
   engine.finish_backward(ctx);
-  for (double v : g.parameter("head_b.weight").grad.to_vector()) EXPECT_EQ(v, 0.0);
+  for (double v : g.parameter("head_b.weight").grad.to_vector())
+    EXPECT_EQ(v, 0.0);
   EXPECT_EQ(engine.communicated_elements(), g.num_parameters());
 }
 

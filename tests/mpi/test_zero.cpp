@@ -13,7 +13,6 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -43,16 +42,11 @@ using core::Tensor;
 // exactly DataParallel's collectives and the same per-element update: bitwise.
 constexpr double kTolerance = 1e-5;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
+using mpitest::fingerprint;
+using mpitest::max_relative_difference;
+using mpitest::optimizer_config;
+using mpitest::world_rank;
+using mpitest::world_size;
 
 // Identity layer that calls `probe` in forward and backward: lets a test look at
 // the engine between two layers.
@@ -72,76 +66,29 @@ class Probe : public core::nn::Layer {
   }
 };
 
-// conv(+bias)-BN-ReLU -> probe -> pool -> flatten -> fc1 -> ReLU -> fc2 -> CE.
+// conv(+bias)-BN -> probe -> pool -> flatten -> fc1 -> ReLU -> fc2 -> CE.
 // 247 parameters: with 2 or 4 ranks the shard boundaries cut parameters.
 struct Net {
   core::nn::Graph g;
   core::nn::NodeId loss;
   Probe* probe = nullptr;
   Net() {
-    using namespace core::nn;
-    const NodeId x = g.input("image");
-    const NodeId y = g.input("label");
-    Conv2dOptions c;
-    c.in_channels = 2;
-    c.out_channels = 4;
-    c.bias = true;
-    c.geometry.pad_h = c.geometry.pad_w = 1;
-    NodeId h = g.add("conv", std::make_unique<Conv2d>(c), {x});
-    h = g.add("bn", std::make_unique<BatchNorm2d>(BatchNormOptions{4, 0.1, 1e-5, true}), {h});
+    const core::nn::NodeId x = g.input("image");
+    const core::nn::NodeId y = g.input("label");
     auto p = std::make_unique<Probe>();
     probe = p.get();
-    h = g.add("probe", std::move(p), {h});
-    h = g.add("pool", std::make_unique<AdaptiveAvgPool2d>(2, 2), {h});
-    h = g.add("flat", std::make_unique<Flatten>(), {h});
-    h = g.add("fc1", std::make_unique<Linear>(16, 8), {h});
-    h = g.add("relu", std::make_unique<ReLU>(), {h});
-    h = g.add("fc2", std::make_unique<Linear>(8, 3), {h});
-    loss = g.add("loss", std::make_unique<CrossEntropyLoss>(), {h, y});
+    const core::nn::NodeId features =
+        mpitest::add_conv_features(g, x, /*conv_bias=*/true, std::move(p));
+    loss = mpitest::add_classifier(g, features, y);
     g.build(Device::cpu(), 23);
   }
 };
 
-void global_batch(int step, Tensor& images, Tensor& labels) {
-  images = testing::random_tensor(Shape{8, 6, 6, 2}, 900 + step, -1, 1, DType::f32);
-  std::vector<double> l;
-  for (int i = 0; i < 8; ++i)
-    l.push_back((i * 5 + step) % 3);
-  labels = Tensor::from_vector(l, Shape{8}, DType::i32);
-}
-
-uint64_t fingerprint(const Tensor& t) {
-  uint64_t h = 1469598103934665603ull;
-  const auto* p = static_cast<const unsigned char*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 bool identical_across_ranks(const Tensor& t) {
-  const uint64_t mine = fingerprint(t);
-  std::vector<uint64_t> all(static_cast<size_t>(world_size()));
-  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
+  const std::vector<uint64_t> all = mpitest::fingerprints_of_all_ranks(t);
   for (uint64_t f : all)
     if (f != all[0]) return false;
   return true;
-}
-
-double max_relative_difference(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double worst = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i)
-    worst = std::max(worst, std::abs(x[i] - y[i]) / (std::abs(y[i]) + 1e-3));
-  return worst;
-}
-
-core::optim::OptimizerConfig optimizer_config(const std::string& kind) {
-  core::optim::OptimizerConfig c;
-  c.kind = kind;
-  c.weight_decay = kind == "sgd" ? 1e-4 : 1e-2;
-  c.momentum = 0.9;
-  return c;
 }
 
 double learning_rate(const std::string& kind) {
@@ -201,19 +148,11 @@ Result train(const TrainRun& run) {
   }
   for (int s = 0; s < run.steps; ++s) {
     Tensor images, labels;
-    global_batch(s, images, labels);
-    const int64_t per_rank = 8 / w, per_micro = per_rank / run.micro;
-    for (int k = 0; k < run.micro; ++k) {
-      const int64_t begin = r * per_rank + k * per_micro;
-      net.g.forward(ctx,
-                    {{"image", images.slice(begin, begin + per_micro).clone()},
-                     {"label", labels.slice(begin, begin + per_micro).clone()}},
-                    {.training = true});
+    mpitest::global_batch(s, /*seed_base=*/900, /*label_stride=*/5, images, labels);
+    mpitest::forward_backward(net.g, net.loss, ctx, images, labels, r, w, run.micro, [&](int k) {
       if (dp) dp->prepare_backward(ctx, k == run.micro - 1);
       if (zero) zero->prepare_backward(ctx, k > 0, k == run.micro - 1);
-      const Tensor seed = Tensor::from_vector({1.0 / run.micro}, Shape{1});
-      net.g.backward(ctx, {{net.loss, seed}}, /*accumulate=*/k > 0);
-    }
+    });
     const double lr = learning_rate(run.optimizer);
     if (dp) {
       dp->finish_backward(ctx);
