@@ -5,6 +5,8 @@
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
 //       writes (or verifies) an HDF5 shard set; `cohort convert <kind> --help` for options
+//   cohort bench data [--dir D] [--max-threads 16] [--storage raw,png,jpeg]
+//       loader throughput: 2048x1024 frames -> augmented 512x1024 crops
 //   cohort bench zero [--world 8] [--rank 0] [--optimizer adamw]
 //       per-rank memory of parameters, gradients and optimizer state, ZeRO stages 0-3
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
@@ -19,6 +21,7 @@
 #include "core/error.hpp"
 #include "comm/bench_comm.hpp"
 #include "comm/zero_report.hpp"
+#include "data/bench_data.hpp"
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/fashion_mnist_demo.hpp"
@@ -86,6 +89,26 @@ int main(int argc, char** argv) {
   zero_cmd->add_option("--rank", zero.rank)->capture_default_str();
   zero_cmd->add_option("--optimizer", zero.optimizer, "sgd or adamw")->capture_default_str();
 
+  cohort::data::DataBenchOptions data_bench;
+  std::vector<std::string> data_storage;
+  std::string data_kind = "segmentation", data_dtype = "f32";
+  auto* data_cmd = bench_cmd->add_subcommand(
+      "data", "Loader samples/s: 2048x1024 frames -> augmented crops, per storage and threads");
+  data_cmd->add_option("--dir", data_bench.dir, "Shard sets and frames (reused); empty: temporary");
+  data_cmd->add_option("--frames", data_bench.frames)->capture_default_str();
+  data_cmd->add_option("--width", data_bench.width)->capture_default_str();
+  data_cmd->add_option("--height", data_bench.height)->capture_default_str();
+  data_cmd->add_option("--crop-height", data_bench.crop_height)->capture_default_str();
+  data_cmd->add_option("--crop-width", data_bench.crop_width)->capture_default_str();
+  data_cmd->add_option("--batch", data_bench.batch)->capture_default_str();
+  data_cmd->add_option("--threads", data_bench.threads, "Thread counts (default 1,2,4,.. max)")
+      ->delimiter(',');
+  data_cmd->add_option("--max-threads", data_bench.max_threads)->capture_default_str();
+  data_cmd->add_option("--storage", data_storage, "raw, png, jpeg (default all)")->delimiter(',');
+  data_cmd->add_option("--kind", data_kind, "segmentation or multitask")->capture_default_str();
+  data_cmd->add_option("--dtype", data_dtype, "f32 or bf16 images")->capture_default_str();
+  data_cmd->add_option("--seconds", data_bench.min_seconds)->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo_cmd->parsed()) {
@@ -98,6 +121,20 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
+    if (data_cmd->parsed()) {
+      if (!data_storage.empty()) {
+        data_bench.encodings.clear();
+        for (const std::string& e : data_storage)
+          data_bench.encodings.push_back(cohort::data::parse_image_encoding(e, "--storage"));
+      }
+      data_bench.kind = cohort::data::parse_task_kind(data_kind, "--kind");
+      COHORT_CHECK(data_dtype == "f32" || data_dtype == "bf16",
+                   "bench data: --dtype must be f32 or bf16, got " + data_dtype);
+      data_bench.image_dtype =
+          data_dtype == "bf16" ? cohort::core::DType::bf16 : cohort::core::DType::f32;
+      cohort::data::run_data_bench(data_bench);
+      return 0;
+    }
     if (zero_cmd->parsed()) {
       cohort::comm::run_zero_memory_report(zero);
       return 0;
