@@ -35,18 +35,23 @@ Identity& identity() {
 
 const char* library_name(Library lib) {
   switch (lib) {
-    case Library::cuda: return "CUDA";
-    case Library::cudnn: return "cuDNN";
-    case Library::cublas: return "cuBLAS";
-    case Library::nccl: return "NCCL";
-    case Library::mpi: return "MPI";
-    case Library::hdf5: return "HDF5";
+    case Library::cuda:
+      return "CUDA";
+    case Library::cudnn:
+      return "cuDNN";
+    case Library::cublas:
+      return "cuBLAS";
+    case Library::nccl:
+      return "NCCL";
+    case Library::mpi:
+      return "MPI";
+    case Library::hdf5:
+      return "HDF5";
   }
   return "?";
 }
 
-std::string library_message(Library lib, long code, const char* call, const char* file,
-                            int line) {
+std::string library_message(Library lib, long code, const char* call, const char* file, int line) {
   return fmt::format("{} error {} ({}) in `{}` at {}:{} [{}]", library_name(lib), code,
                      library_error_text(lib, code), call, file, line, process_identity());
 }

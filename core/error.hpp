@@ -43,9 +43,9 @@ void set_error_text_provider(Library lib, std::string (*provider)(long));
 
 }  // namespace cohort
 
-#define COHORT_CHECK(cond, message)                                                 \
-  do {                                                                              \
-    if (!(cond)) ::cohort::throw_error(__FILE__, __LINE__, (message));              \
+#define COHORT_CHECK(cond, message)                                    \
+  do {                                                                 \
+    if (!(cond)) ::cohort::throw_error(__FILE__, __LINE__, (message)); \
   } while (0)
 
 #define COHORT_FAIL(message) ::cohort::throw_error(__FILE__, __LINE__, (message))

@@ -28,12 +28,17 @@ std::string library_error_text(Library lib, long code) {
   if (Provider p = g_providers[static_cast<size_t>(lib)].load()) return p(code);
   switch (lib) {
 #ifdef COHORT_WITH_CUDA
-    case Library::cuda: return cudaGetErrorString(static_cast<cudaError_t>(code));
-    case Library::cudnn: return cudnnGetErrorString(static_cast<cudnnStatus_t>(code));
-    case Library::cublas: return cublasGetStatusString(static_cast<cublasStatus_t>(code));
-    case Library::nccl: return ncclGetErrorString(static_cast<ncclResult_t>(code));
+    case Library::cuda:
+      return cudaGetErrorString(static_cast<cudaError_t>(code));
+    case Library::cudnn:
+      return cudnnGetErrorString(static_cast<cudnnStatus_t>(code));
+    case Library::cublas:
+      return cublasGetStatusString(static_cast<cublasStatus_t>(code));
+    case Library::nccl:
+      return ncclGetErrorString(static_cast<ncclResult_t>(code));
 #endif
-    default: return "no message available";
+    default:
+      return "no message available";
   }
 }
 

@@ -41,11 +41,11 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device, StreamHan
 #ifdef COHORT_WITH_CUDA
   void* p = bytes ? cuda_allocate(bytes, device.index, stream) : nullptr;
   const int index = device.index;
-  return std::make_shared<Storage>(
-      p, bytes, device, [index, stream](void* q) { cuda_free(q, index, stream); });
+  return std::make_shared<Storage>(p, bytes, device,
+                                   [index, stream](void* q) { cuda_free(q, index, stream); });
 #else
-  COHORT_FAIL(fmt::format("cannot allocate on {}: this build of cohort has no CUDA backend",
-                          device.str()));
+  COHORT_FAIL(
+      fmt::format("cannot allocate on {}: this build of cohort has no CUDA backend", device.str()));
 #endif
 }
 
@@ -53,8 +53,7 @@ std::shared_ptr<Storage> allocate_pinned_storage(size_t bytes) {
 #ifdef COHORT_WITH_CUDA
   if (cuda_available()) {
     void* p = bytes ? cuda_allocate_pinned(bytes) : nullptr;
-    return std::make_shared<Storage>(p, bytes, Device::cpu(),
-                                     [](void* q) { cuda_free_pinned(q); });
+    return std::make_shared<Storage>(p, bytes, Device::cpu(), [](void* q) { cuda_free_pinned(q); });
   }
 #endif
   return allocate_host(bytes);

@@ -8,7 +8,7 @@ namespace cohort::core {
 
 #ifdef COHORT_WITH_CUDA
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
-               StreamHandle stream);                                      // memory_cuda.cpp
+               StreamHandle stream);  // memory_cuda.cpp
 void cuda_memset_zero(void* dst, int device, size_t bytes, StreamHandle stream);
 void cuda_stream_synchronize(StreamHandle stream);
 #endif
@@ -32,13 +32,20 @@ double load_as(const void* src, size_t i) {
 template <typename F>
 auto dispatch_any(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    case DType::f16: return f(Half{});
-    case DType::bf16: return f(BFloat16{});
-    case DType::i32: return f(int32_t{});
-    case DType::i64: return f(int64_t{});
-    case DType::u8: return f(uint8_t{});
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::f16:
+      return f(Half{});
+    case DType::bf16:
+      return f(BFloat16{});
+    case DType::i32:
+      return f(int32_t{});
+    case DType::i64:
+      return f(int64_t{});
+    case DType::u8:
+      return f(uint8_t{});
   }
   COHORT_FAIL("unknown dtype");
 }
@@ -59,13 +66,14 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, StreamHandl
 }
 
 Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  COHORT_CHECK(static_cast<int64_t>(values.size()) == shape.numel(),
-               fmt::format("from_vector: {} values do not fill shape {}", values.size(),
-                           shape.str()));
+  COHORT_CHECK(
+      static_cast<int64_t>(values.size()) == shape.numel(),
+      fmt::format("from_vector: {} values do not fill shape {}", values.size(), shape.str()));
   Tensor t = empty(shape, dtype);
   dispatch_any(dtype, [&](auto tag) {
     using T = decltype(tag);
-    for (size_t i = 0; i < values.size(); ++i) store_as<T>(t.raw(), i, values[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      store_as<T>(t.raw(), i, values[i]);
     return 0;
   });
   return t;
@@ -76,9 +84,9 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
 }
 
 Tensor Tensor::view(const Shape& shape) const {
-  COHORT_CHECK(shape.numel() == numel(),
-               fmt::format("view: cannot view {} as {} (element counts differ)", str(),
-                           shape.str()));
+  COHORT_CHECK(
+      shape.numel() == numel(),
+      fmt::format("view: cannot view {} as {} (element counts differ)", str(), shape.str()));
   Tensor t = *this;
   t.m_shape = shape;
   return t;
@@ -105,8 +113,7 @@ Tensor Tensor::flat(int64_t offset, int64_t count) const {
 
 void Tensor::copy_from(const Tensor& src, StreamHandle stream) {
   COHORT_CHECK(src.shape() == shape() && src.dtype() == dtype(),
-               fmt::format("copy_from: source {} does not match destination {}", src.str(),
-                           str()));
+               fmt::format("copy_from: source {} does not match destination {}", src.str(), str()));
   if (nbytes() == 0) return;
   if (device().is_cpu() && src.device().is_cpu()) {
     std::memmove(raw(), src.raw(), nbytes());
@@ -125,7 +132,9 @@ Tensor Tensor::to(Device target, StreamHandle stream) const {
   return t;
 }
 
-Tensor Tensor::clone(StreamHandle stream) const { return to(device(), stream); }
+Tensor Tensor::clone(StreamHandle stream) const {
+  return to(device(), stream);
+}
 
 Tensor Tensor::cast_cpu(DType target) const {
   COHORT_CHECK(device().is_cpu(), fmt::format("cast_cpu: {} is not on the CPU", str()));
@@ -135,7 +144,8 @@ Tensor Tensor::cast_cpu(DType target) const {
     using S = decltype(stag);
     dispatch_any(target, [&](auto dtag) {
       using D = decltype(dtag);
-      for (size_t i = 0; i < n; ++i) store_as<D>(t.raw(), i, load_as<S>(raw(), i));
+      for (size_t i = 0; i < n; ++i)
+        store_as<D>(t.raw(), i, load_as<S>(raw(), i));
       return 0;
     });
     return 0;
@@ -165,7 +175,8 @@ std::vector<double> Tensor::to_vector(StreamHandle stream) const {
   std::vector<double> out(static_cast<size_t>(numel()));
   dispatch_any(m_dtype, [&](auto tag) {
     using T = decltype(tag);
-    for (size_t i = 0; i < out.size(); ++i) out[i] = load_as<T>(host.raw(), i);
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = load_as<T>(host.raw(), i);
     return 0;
   });
   return out;

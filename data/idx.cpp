@@ -20,8 +20,8 @@ void read_exact(gzFile f, void* dst, size_t bytes, const std::string& path, cons
   while (done < bytes) {
     const unsigned chunk = static_cast<unsigned>(std::min<size_t>(bytes - done, 1u << 30));
     const int got = gzread(f, static_cast<char*>(dst) + done, chunk);
-    COHORT_CHECK(got > 0, fmt::format("IDX file {}: short read in {} ({} of {} bytes)", path,
-                                      what, done, bytes));
+    COHORT_CHECK(got > 0, fmt::format("IDX file {}: short read in {} ({} of {} bytes)", path, what,
+                                      done, bytes));
     done += static_cast<size_t>(got);
   }
 }
@@ -36,9 +36,9 @@ IdxArray read_idx_u8(const std::string& path) {
   read_exact(f.get(), magic, 4, path, "the magic number");
   COHORT_CHECK(magic[0] == 0 && magic[1] == 0,
                fmt::format("IDX file {}: bad magic number (not an IDX file)", path));
-  COHORT_CHECK(magic[2] == 0x08,
-               fmt::format("IDX file {}: element type 0x{:02x} is not unsigned byte", path,
-                           magic[2]));
+  COHORT_CHECK(
+      magic[2] == 0x08,
+      fmt::format("IDX file {}: element type 0x{:02x} is not unsigned byte", path, magic[2]));
   const int rank = magic[3];
   COHORT_CHECK(rank >= 1 && rank <= 4, fmt::format("IDX file {}: {} dimensions", path, rank));
   IdxArray out;
@@ -58,11 +58,11 @@ IdxArray read_idx_u8(const std::string& path) {
 ImageClassificationSet load_fashion_mnist(const std::string& dir, const std::string& split) {
   const IdxArray images = read_idx_u8(fmt::format("{}/{}-images-idx3-ubyte.gz", dir, split));
   const IdxArray labels = read_idx_u8(fmt::format("{}/{}-labels-idx1-ubyte.gz", dir, split));
-  COHORT_CHECK(images.dims.size() == 3 && labels.dims.size() == 1 &&
-                   images.dims[0] == labels.dims[0],
-               fmt::format("Fashion-MNIST in {} ({}): {} images but {} labels", dir, split,
-                           images.dims.empty() ? 0 : images.dims[0],
-                           labels.dims.empty() ? 0 : labels.dims[0]));
+  COHORT_CHECK(
+      images.dims.size() == 3 && labels.dims.size() == 1 && images.dims[0] == labels.dims[0],
+      fmt::format("Fashion-MNIST in {} ({}): {} images but {} labels", dir, split,
+                  images.dims.empty() ? 0 : images.dims[0],
+                  labels.dims.empty() ? 0 : labels.dims[0]));
   for (size_t i = 0; i < labels.values.size(); ++i)
     COHORT_CHECK(labels.values[i] < 10,
                  fmt::format("Fashion-MNIST in {} ({}): label {} of sample {} is not in 0..9", dir,

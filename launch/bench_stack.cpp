@@ -43,8 +43,8 @@ void print_layer_profile(core::nn::Graph& graph, core::Context& ctx, const core:
   }
   fmt::print("per-layer profile (synchronised, mean of {} iterations), by kind:\n", iters);
   for (const auto& [kind, t] : by_kind)
-    fmt::print("  {:<18} {:>3} layers  forward {:>9.2f} ms  backward {:>9.2f} ms\n", kind,
-               t.layers, t.forward, t.backward);
+    fmt::print("  {:<18} {:>3} layers  forward {:>9.2f} ms  backward {:>9.2f} ms\n", kind, t.layers,
+               t.forward, t.backward);
   std::sort(layers.begin(), layers.end(), [](const auto& a, const auto& b) {
     return a.forward_ms + a.backward_ms > b.forward_ms + b.backward_ms;
   });
@@ -72,8 +72,8 @@ void run_bench_stack(const BenchStackOptions& o) {
   graph.build(o.device, 0, dtype);
   core::Context ctx(o.device);
 
-  core::Tensor x32 = core::Tensor::empty(
-      core::Shape{o.batch, o.image_size, o.image_size, 3}, DType::f32, o.device, ctx.stream());
+  core::Tensor x32 = core::Tensor::empty(core::Shape{o.batch, o.image_size, o.image_size, 3},
+                                         DType::f32, o.device, ctx.stream());
   core::ops::fill(ctx, x32, 0.5);
   const core::Tensor x = core::ops::cast(ctx, x32, dtype);
 
@@ -84,9 +84,8 @@ void run_bench_stack(const BenchStackOptions& o) {
     graph.forward(ctx, {{"image", x}}, {.training = true});
     graph.backward(ctx, {{loss, core::Tensor()}});
     ctx.synchronize();
-    const double t = std::chrono::duration<double, std::milli>(
-                         std::chrono::steady_clock::now() - t0)
-                         .count();
+    const double t =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (i >= o.warmup) ms.push_back(t);
   }
   std::sort(ms.begin(), ms.end());
@@ -95,9 +94,10 @@ void run_bench_stack(const BenchStackOptions& o) {
       "bench stack: ResNet-50 conv/BN/ReLU stack, {} params, batch {} x {}x{}x3 NHWC, {} compute, "
       "device {}\n",
       graph.num_parameters(), o.batch, o.image_size, o.image_size, o.dtype, o.device.str());
-  fmt::print("forward+backward: median {:.2f} ms, min {:.2f} ms over {} iterations ({} warm-up); "
-             "{:.0f} images/s\n",
-             median, ms.front(), ms.size(), o.warmup, 1000.0 * o.batch / median);
+  fmt::print(
+      "forward+backward: median {:.2f} ms, min {:.2f} ms over {} iterations ({} warm-up); "
+      "{:.0f} images/s\n",
+      median, ms.front(), ms.size(), o.warmup, 1000.0 * o.batch / median);
   if (o.profile_iters > 0) print_layer_profile(graph, ctx, x, loss, o.profile_iters);
 }
 

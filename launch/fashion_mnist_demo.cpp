@@ -35,7 +35,8 @@ void make_batch(const data::ImageClassificationSet& set, const std::vector<int64
   for (int64_t i = 0; i < b; ++i) {
     const int64_t s = order[static_cast<size_t>(begin + i)];
     const uint8_t* src = set.images.data() + s * pixels;
-    for (int64_t p = 0; p < pixels; ++p) img[i * pixels + p] = (src[p] / 255.0f - kMean) / kStd;
+    for (int64_t p = 0; p < pixels; ++p)
+      img[i * pixels + p] = (src[p] / 255.0f - kMean) / kStd;
     lab[i] = set.labels[static_cast<size_t>(s)];
   }
 }
@@ -66,8 +67,8 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   const data::ImageClassificationSet train = data::load_fashion_mnist(o.data_dir, "train");
   const data::ImageClassificationSet test = data::load_fashion_mnist(o.data_dir, "t10k");
-  const int64_t n_train = o.max_train_samples > 0 ? std::min(o.max_train_samples, train.count)
-                                                  : train.count;
+  const int64_t n_train =
+      o.max_train_samples > 0 ? std::min(o.max_train_samples, train.count) : train.count;
 
   core::nn::Graph graph;
   const models::SmallCnnNodes nodes = models::add_small_cnn(graph);
@@ -117,8 +118,7 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
   }
   result.final_train_loss = o.verbose ? running_loss : graph.output(nodes.loss).item(ctx.stream());
   result.test_accuracy = evaluate(graph, nodes, ctx, test);
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

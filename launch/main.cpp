@@ -11,16 +11,16 @@
 //       per-rank memory of parameters, gradients and optimizer state, ZeRO stages 0-3
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
 //       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <exception>
 
-#include "core/device.hpp"
-#include "core/error.hpp"
 #include "comm/bench_comm.hpp"
 #include "comm/zero_report.hpp"
+#include "core/device.hpp"
+#include "core/error.hpp"
 #include "data/bench_data.hpp"
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
@@ -43,13 +43,15 @@ int main(int argc, char** argv) {
 
   std::string demo_device = "auto";
   cohort::launch::FashionMnistOptions demo;
-  auto* demo_cmd = app.add_subcommand("demo", "Train a small CNN on Fashion-MNIST, print test accuracy");
+  auto* demo_cmd =
+      app.add_subcommand("demo", "Train a small CNN on Fashion-MNIST, print test accuracy");
   demo_cmd->add_option("--device", demo_device, "auto, cpu or cuda:N")->capture_default_str();
   demo_cmd->add_option("--epochs", demo.epochs)->capture_default_str();
   demo_cmd->add_option("--batch", demo.batch_size)->capture_default_str();
   demo_cmd->add_option("--lr", demo.lr)->capture_default_str();
   demo_cmd->add_option("--seed", demo.seed)->capture_default_str();
-  demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")->capture_default_str();
+  demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")
+      ->capture_default_str();
 
   auto* convert_cmd =
       app.add_subcommand("convert", "Convert a dataset to HDF5 shards, or verify a shard set");
@@ -59,15 +61,17 @@ int main(int argc, char** argv) {
   bench_cmd->require_subcommand(1);
   cohort::launch::BenchStackOptions stack;
   std::string stack_device = "auto";
-  auto* stack_cmd = bench_cmd->add_subcommand("stack", "ResNet-50 conv/BN/ReLU stack, forward+backward");
+  auto* stack_cmd =
+      bench_cmd->add_subcommand("stack", "ResNet-50 conv/BN/ReLU stack, forward+backward");
   stack_cmd->add_option("--device", stack_device)->capture_default_str();
   stack_cmd->add_option("--batch", stack.batch)->capture_default_str();
   stack_cmd->add_option("--size", stack.image_size)->capture_default_str();
   stack_cmd->add_option("--dtype", stack.dtype, "f32, bf16 or f16")->capture_default_str();
   stack_cmd->add_option("--warmup", stack.warmup)->capture_default_str();
   stack_cmd->add_option("--iters", stack.iters)->capture_default_str();
-  stack_cmd->add_option("--profile", stack.profile_iters,
-                        "Iterations of a synchronised per-layer profile (0: none)")
+  stack_cmd
+      ->add_option("--profile", stack.profile_iters,
+                   "Iterations of a synchronised per-layer profile (0: none)")
       ->capture_default_str();
 
   cohort::comm::CommBenchOptions comm_bench;

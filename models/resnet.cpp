@@ -32,8 +32,8 @@ struct Builder {
     o.geometry.dilation_h = o.geometry.dilation_w = dilation;
     return g.add(prefix + name, std::make_unique<Conv2d>(o), {x});
   }
-  NodeId bn(const std::string& name, NodeId x, int64_t channels, bool relu,
-            NodeId residual = -1, bool zero_init = false) {
+  NodeId bn(const std::string& name, NodeId x, int64_t channels, bool relu, NodeId residual = -1,
+            bool zero_init = false) {
     BatchNormOptions o;
     o.channels = channels;
     o.relu = relu;
@@ -52,11 +52,22 @@ ResNetNodes add_resnet(Graph& graph, NodeId input, const ResNetOptions& opt,
   std::array<int, 4> blocks;
   bool bottleneck = true;
   switch (opt.depth) {
-    case 18: blocks = {2, 2, 2, 2}; bottleneck = false; break;
-    case 34: blocks = {3, 4, 6, 3}; bottleneck = false; break;
-    case 50: blocks = {3, 4, 6, 3}; break;
-    case 101: blocks = {3, 4, 23, 3}; break;
-    default: COHORT_FAIL(fmt::format("ResNet: depth {} is not one of 18, 34, 50, 101", opt.depth));
+    case 18:
+      blocks = {2, 2, 2, 2};
+      bottleneck = false;
+      break;
+    case 34:
+      blocks = {3, 4, 6, 3};
+      bottleneck = false;
+      break;
+    case 50:
+      blocks = {3, 4, 6, 3};
+      break;
+    case 101:
+      blocks = {3, 4, 23, 3};
+      break;
+    default:
+      COHORT_FAIL(fmt::format("ResNet: depth {} is not one of 18, 34, 50, 101", opt.depth));
   }
   const int expansion = bottleneck ? 4 : 1;
   Builder b{graph, prefix, opt.zero_init_residual};
@@ -116,9 +127,11 @@ ResNetNodes add_resnet(Graph& graph, NodeId input, const ResNetOptions& opt,
   }
   out.layer4_channels = in_ch;
   if (opt.num_classes > 0) {
-    NodeId p = graph.add(prefix + "avgpool", std::make_unique<core::nn::AdaptiveAvgPool2d>(1, 1), {x});
+    NodeId p =
+        graph.add(prefix + "avgpool", std::make_unique<core::nn::AdaptiveAvgPool2d>(1, 1), {x});
     p = graph.add(prefix + "flatten", std::make_unique<core::nn::Flatten>(), {p});
-    out.logits = graph.add(prefix + "fc", std::make_unique<core::nn::Linear>(in_ch, opt.num_classes), {p});
+    out.logits =
+        graph.add(prefix + "fc", std::make_unique<core::nn::Linear>(in_ch, opt.num_classes), {p});
   }
   return out;
 }

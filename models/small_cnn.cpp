@@ -19,7 +19,9 @@ SmallCnnNodes add_small_cnn(Graph& g, int num_classes, double dropout) {
     o.geometry.pad_h = o.geometry.pad_w = 1;
     return std::make_unique<Conv2d>(o);
   };
-  auto bn = [](int64_t c) { return std::make_unique<BatchNorm2d>(BatchNormOptions{c, 0.1, 1e-5, true}); };
+  auto bn = [](int64_t c) {
+    return std::make_unique<BatchNorm2d>(BatchNormOptions{c, 0.1, 1e-5, true});
+  };
   const core::ops::PoolGeometry pool{2, 2, 2, 2, 0, 0, true};
   NodeId x = g.add("conv1", conv(1, 32), {n.image});
   x = g.add("bn1", bn(32), {x});

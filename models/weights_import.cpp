@@ -46,10 +46,10 @@ ImportReport import_torchvision_weights(const std::string& path, core::nn::Graph
     else if (source.rank() == 4 && kind == "ConvTranspose2d")
       converted = core::io::convert_conv_transpose_weight_iohw_to_ihwo(source);
     if (converted.shape() != it->second.shape()) {
-      problems.push_back(fmt::format("shape: '{}' is {} in the file (as {} in cohort's layout) "
-                                     "but {} in the graph",
-                                     name, source.shape().str(), converted.shape().str(),
-                                     it->second.shape().str()));
+      problems.push_back(fmt::format(
+          "shape: '{}' is {} in the file (as {} in cohort's layout) "
+          "but {} in the graph",
+          name, source.shape().str(), converted.shape().str(), it->second.shape().str()));
       continue;
     }
     copies.emplace_back(it->second, converted.cast_cpu(it->second.dtype()));
@@ -57,17 +57,19 @@ ImportReport import_torchvision_weights(const std::string& path, core::nn::Graph
   if (options.strict) {
     for (const auto& [name, t] : targets)
       if (name.rfind(options.graph_prefix, 0) == 0 && !seen.count(name))
-        problems.push_back(fmt::format("missing: graph entry '{}' {} is not in the file", name,
-                                       t.shape().str()));
+        problems.push_back(
+            fmt::format("missing: graph entry '{}' {} is not in the file", name, t.shape().str()));
   }
   if (!problems.empty()) {
     std::string message = fmt::format("import of {} into the graph: {} problem(s); nothing loaded",
                                       path, problems.size());
-    for (const std::string& p : problems) message += "\n  " + p;
+    for (const std::string& p : problems)
+      message += "\n  " + p;
     COHORT_FAIL(message);
   }
   core::Context ctx(graph.device());
-  for (auto& [destination, source] : copies) destination.copy_from(source, ctx.stream());
+  for (auto& [destination, source] : copies)
+    destination.copy_from(source, ctx.stream());
   graph.refresh_compute_weights(ctx);
   ctx.synchronize();  // the host sources die with this function
   report.loaded = static_cast<int>(copies.size());

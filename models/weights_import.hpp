@@ -14,8 +14,9 @@ namespace cohort::models {
 
 struct ImportOptions {
   std::string graph_prefix;  // prepended to file names to find graph names ("backbone.")
-  std::vector<std::string> ignore_file_prefixes;  // file entries to leave out ("fc." for a new head)
-  bool strict = true;  // graph entries under graph_prefix with no file entry are errors
+  std::vector<std::string>
+      ignore_file_prefixes;  // file entries to leave out ("fc." for a new head)
+  bool strict = true;        // graph entries under graph_prefix with no file entry are errors
 };
 
 struct ImportReport {

@@ -7,20 +7,20 @@
 
 #include "core/error.hpp"
 
-#define COHORT_LIB_CHECK_(lib, ok, call)                                                  \
-  do {                                                                                    \
-    auto cohort_status_ = (call);                                                         \
-    if (cohort_status_ != (ok))                                                           \
-      ::cohort::throw_library_error(lib, static_cast<long>(cohort_status_), #call,        \
-                                    __FILE__, __LINE__);                                  \
+#define COHORT_LIB_CHECK_(lib, ok, call)                                                     \
+  do {                                                                                       \
+    auto cohort_status_ = (call);                                                            \
+    if (cohort_status_ != (ok))                                                              \
+      ::cohort::throw_library_error(lib, static_cast<long>(cohort_status_), #call, __FILE__, \
+                                    __LINE__);                                               \
   } while (0)
 
-#define COHORT_LIB_CHECK_PRINT_(lib, ok, call)                                            \
-  do {                                                                                    \
-    auto cohort_status_ = (call);                                                         \
-    if (cohort_status_ != (ok))                                                           \
-      ::cohort::print_library_error(lib, static_cast<long>(cohort_status_), #call,        \
-                                    __FILE__, __LINE__);                                  \
+#define COHORT_LIB_CHECK_PRINT_(lib, ok, call)                                               \
+  do {                                                                                       \
+    auto cohort_status_ = (call);                                                            \
+    if (cohort_status_ != (ok))                                                              \
+      ::cohort::print_library_error(lib, static_cast<long>(cohort_status_), #call, __FILE__, \
+                                    __LINE__);                                               \
   } while (0)
 
 #define COHORT_CUDA_CHECK(call) COHORT_LIB_CHECK_(::cohort::Library::cuda, cudaSuccess, call)
@@ -39,10 +39,10 @@
   COHORT_LIB_CHECK_PRINT_(::cohort::Library::nccl, ncclSuccess, call)
 
 #ifdef COHORT_DEBUG_SYNC
-#define COHORT_CUDA_LAUNCH_CHECK()                       \
-  do {                                                   \
-    COHORT_CUDA_CHECK(cudaGetLastError());               \
-    COHORT_CUDA_CHECK(cudaDeviceSynchronize());          \
+#define COHORT_CUDA_LAUNCH_CHECK()              \
+  do {                                          \
+    COHORT_CUDA_CHECK(cudaGetLastError());      \
+    COHORT_CUDA_CHECK(cudaDeviceSynchronize()); \
   } while (0)
 #else
 #define COHORT_CUDA_LAUNCH_CHECK() COHORT_CUDA_CHECK(cudaGetLastError())

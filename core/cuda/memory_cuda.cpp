@@ -48,9 +48,10 @@ std::string pool_report(int device) {
   cudaMemGetInfo(&free_bytes, &total_bytes);
   (void)cudaGetLastError();
   constexpr double mib = 1024.0 * 1024.0;
-  return fmt::format("pool holds {:.1f} MiB reserved, {:.1f} MiB in use; device has {:.1f} MiB "
-                     "free of {:.1f} MiB",
-                     reserved / mib, used / mib, free_bytes / mib, total_bytes / mib);
+  return fmt::format(
+      "pool holds {:.1f} MiB reserved, {:.1f} MiB in use; device has {:.1f} MiB "
+      "free of {:.1f} MiB",
+      reserved / mib, used / mib, free_bytes / mib, total_bytes / mib);
 }
 }  // namespace
 
@@ -61,9 +62,9 @@ void* cuda_allocate(size_t bytes, int device, StreamHandle stream) {
   const cudaError_t status = cudaMallocAsync(&p, bytes, stream);
   if (status == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
-    throw OutOfMemoryError(fmt::format("CUDA out of memory on cuda:{}: asked for {:.1f} MiB; {} [{}]",
-                                       device, bytes / (1024.0 * 1024.0), pool_report(device),
-                                       process_identity()));
+    throw OutOfMemoryError(
+        fmt::format("CUDA out of memory on cuda:{}: asked for {:.1f} MiB; {} [{}]", device,
+                    bytes / (1024.0 * 1024.0), pool_report(device), process_identity()));
   }
   COHORT_CUDA_CHECK(status);
   return p;
@@ -79,7 +80,9 @@ void* cuda_allocate_pinned(size_t bytes) {
   return p;
 }
 
-void cuda_free_pinned(void* ptr) noexcept { COHORT_CUDA_CHECK_PRINT(cudaFreeHost(ptr)); }
+void cuda_free_pinned(void* ptr) noexcept {
+  COHORT_CUDA_CHECK_PRINT(cudaFreeHost(ptr));
+}
 
 }  // namespace cohort::core
 

@@ -10,7 +10,8 @@ namespace {
 std::map<std::string, Tensor> prefixed(const std::map<std::string, Tensor>& in,
                                        const std::string& prefix) {
   std::map<std::string, Tensor> out;
-  for (const auto& [name, t] : in) out.emplace(prefix + name, t);
+  for (const auto& [name, t] : in)
+    out.emplace(prefix + name, t);
   return out;
 }
 
@@ -30,7 +31,8 @@ void save_training_checkpoint(const std::string& path, nn::Graph& graph,
   ctx.synchronize();  // device state must be final before it is copied
   auto to_host = [&](const std::map<std::string, Tensor>& tensors, const std::string& prefix) {
     for (const auto& [name, t] : tensors)
-      data.tensors.emplace(prefix + name, t.device().is_cpu() ? t.clone() : t.to(Device::cpu(), ctx.stream()));
+      data.tensors.emplace(prefix + name,
+                           t.device().is_cpu() ? t.clone() : t.to(Device::cpu(), ctx.stream()));
   };
   to_host(graph.state(), "model/");
   to_host(optimizer.state(), "optim/");
@@ -57,13 +59,14 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
                                           Context& ctx) {
   const CheckpointData data = read_checkpoint(path);
   auto kind = data.strings.find("optimizer");
-  COHORT_CHECK(kind != data.strings.end() && kind->second == optimizer.config().kind,
-               fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'",
-                           path, kind == data.strings.end() ? "?" : kind->second,
-                           optimizer.config().kind));
+  COHORT_CHECK(
+      kind != data.strings.end() && kind->second == optimizer.config().kind,
+      fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'", path,
+                  kind == data.strings.end() ? "?" : kind->second, optimizer.config().kind));
   // One combined check over model and optimizer entries: every problem in one message.
   std::map<std::string, Tensor> targets = prefixed(graph.state(), "model/");
-  for (auto& [name, t] : prefixed(optimizer.state(), "optim/")) targets.emplace(name, t);
+  for (auto& [name, t] : prefixed(optimizer.state(), "optim/"))
+    targets.emplace(name, t);
   load_tensors(data, "", targets, /*strict=*/true);
 
   TrainingProgress p;

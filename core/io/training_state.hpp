@@ -15,7 +15,7 @@
 namespace cohort::core::io {
 
 struct TrainingProgress {
-  int64_t step = 0;   // optimizer steps taken
+  int64_t step = 0;  // optimizer steps taken
   int64_t epoch = 0;
   int64_t sample_in_epoch = 0;  // loader position within the epoch
   std::string config;           // resolved configuration (YAML text)

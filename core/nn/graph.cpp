@@ -18,8 +18,8 @@ void timed(bool profiling, Context& ctx, double& total_ms, F&& body) {
   const auto start = std::chrono::steady_clock::now();
   body();
   ctx.synchronize();
-  total_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
+  total_ms +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 }  // namespace
 
@@ -111,7 +111,8 @@ void Graph::build(Device device, uint64_t seed, DType compute) {
   for (Node& node : m_nodes) {
     if (!node.layer) continue;
     std::vector<Parameter*> params;
-    for (size_t i : node.param_indices) params.push_back(&m_params[i]);
+    for (size_t i : node.param_indices)
+      params.push_back(&m_params[i]);
     std::vector<Buffer*> buffers;
     for (const BufferSpec& spec : node.layer->buffer_specs()) {
       Tensor b = Tensor::empty(spec.shape, DType::f32);
@@ -125,7 +126,8 @@ void Graph::build(Device device, uint64_t seed, DType compute) {
   for (Node& node : m_nodes) {
     if (!node.layer) continue;
     std::vector<Buffer*> buffers;
-    for (size_t k = 0; k < node.layer->buffer_specs().size(); ++k) buffers.push_back(&m_buffers[next++]);
+    for (size_t k = 0; k < node.layer->buffer_specs().size(); ++k)
+      buffers.push_back(&m_buffers[next++]);
     std::vector<Parameter*> params = node.layer->params();
     node.layer->bind(std::move(params), std::move(buffers));
   }
@@ -146,7 +148,8 @@ std::vector<bool> Graph::ancestors_of(const std::vector<NodeId>& nodes) const {
     stack.pop_back();
     if (needed[n]) continue;
     needed[n] = true;
-    for (NodeId in : m_nodes[n].inputs) stack.push_back(in);
+    for (NodeId in : m_nodes[n].inputs)
+      stack.push_back(in);
   }
   return needed;
 }
@@ -167,7 +170,8 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
   m_saved.assign(n, Saved());
   m_ran.assign(n, false);
   m_keep.assign(n, false);
-  for (NodeId w : wanted) m_keep[w] = true;
+  for (NodeId w : wanted)
+    m_keep[w] = true;
   std::vector<int> pending(n, 0);  // consumers still to run forward
   for (size_t i = 0; i < n; ++i)
     for (NodeId c : m_nodes[i].consumers)
@@ -190,7 +194,8 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
     }
     std::vector<Tensor> xs;
     xs.reserve(node.inputs.size());
-    for (NodeId in : node.inputs) xs.push_back(m_outputs[in]);
+    for (NodeId in : node.inputs)
+      xs.push_back(m_outputs[in]);
     if (m_profiling && m_timings.size() != n) reset_timings();
     try {
       double ignored = 0;
@@ -212,12 +217,11 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
 }
 
 const Tensor& Graph::output(NodeId node) const {
-  COHORT_CHECK(node >= 0 && node < static_cast<NodeId>(m_outputs.size()) &&
-                   m_outputs[node].defined(),
-               fmt::format("Graph::output: node {} was not computed (or not kept) by the last "
-                           "forward",
-                           node >= 0 && node < num_nodes() ? m_nodes[node].name
-                                                           : std::to_string(node)));
+  COHORT_CHECK(
+      node >= 0 && node < static_cast<NodeId>(m_outputs.size()) && m_outputs[node].defined(),
+      fmt::format("Graph::output: node {} was not computed (or not kept) by the last "
+                  "forward",
+                  node >= 0 && node < num_nodes() ? m_nodes[node].name : std::to_string(node)));
   return m_outputs[node];
 }
 
@@ -245,17 +249,19 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
   // requires_grad: the node has a trainable parameter or depends on one that does.
   std::vector<bool> needs_grad(n, false), has_trainable(n, false);
   for (size_t i = 0; i < n; ++i) {
-    for (size_t pi : m_nodes[i].param_indices) has_trainable[i] = has_trainable[i] || m_params[pi].trainable;
+    for (size_t pi : m_nodes[i].param_indices)
+      has_trainable[i] = has_trainable[i] || m_params[pi].trainable;
     bool r = has_trainable[i];
-    for (NodeId in : m_nodes[i].inputs) r = r || needs_grad[in];
+    for (NodeId in : m_nodes[i].inputs)
+      r = r || needs_grad[in];
     needs_grad[i] = r;
   }
 
   std::vector<Tensor> grads(n);
   for (const Seed& s : seeds) {
-    COHORT_CHECK(s.node >= 0 && s.node < static_cast<NodeId>(n) && m_ran[s.node],
-                 fmt::format("Graph::backward: loss node {} did not run in the last forward",
-                             s.node));
+    COHORT_CHECK(
+        s.node >= 0 && s.node < static_cast<NodeId>(n) && m_ran[s.node],
+        fmt::format("Graph::backward: loss node {} did not run in the last forward", s.node));
     Tensor g = s.grad;
     if (!g.defined()) {
       g = Tensor::empty(Shape{1}, DType::f32, m_device, ctx.stream());
@@ -274,7 +280,8 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     BackwardArgs args;
     args.accumulate = accumulate;
     args.param_grads = has_trainable[k];
-    for (NodeId in : node.inputs) args.needs_input_grad.push_back(needs_grad[in]);
+    for (NodeId in : node.inputs)
+      args.needs_input_grad.push_back(needs_grad[in]);
     std::vector<Tensor> input_grads;
     try {
       double ignored = 0;
@@ -325,7 +332,8 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     if (m_after_layer) m_after_layer(ctx, id, *node.layer, true);
     if (m_hook) m_hook(ready);
   }
-  for (Saved& s : m_saved) s.clear();
+  for (Saved& s : m_saved)
+    s.clear();
 }
 
 void Graph::refresh_compute_weights(Context& ctx) {
@@ -400,8 +408,8 @@ int Graph::set_trainable(const std::string& prefix, bool trainable) {
       p.trainable = trainable;
       ++count;
     }
-  COHORT_CHECK(count > 0, fmt::format("Graph::set_trainable: no parameter starts with '{}'",
-                                      prefix));
+  COHORT_CHECK(count > 0,
+               fmt::format("Graph::set_trainable: no parameter starts with '{}'", prefix));
   return count;
 }
 
@@ -413,8 +421,10 @@ Parameter& Graph::parameter(const std::string& name) {
 
 std::map<std::string, Tensor> Graph::state() const {
   std::map<std::string, Tensor> out;
-  for (const Parameter& p : m_params) out.emplace(p.name, p.value);
-  for (const Buffer& b : m_buffers) out.emplace(b.name, b.value);
+  for (const Parameter& p : m_params)
+    out.emplace(p.name, p.value);
+  for (const Buffer& b : m_buffers)
+    out.emplace(b.name, b.value);
   return out;
 }
 

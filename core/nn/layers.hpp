@@ -14,7 +14,8 @@ struct Conv2dOptions {
   int kernel_h = 3, kernel_w = 3;
   ops::ConvGeometry geometry;
   bool bias = false;
-  Init init = Init::kaiming_normal_fan_out;  // torchvision ResNet; kaiming_uniform = PyTorch default
+  Init init =
+      Init::kaiming_normal_fan_out;  // torchvision ResNet; kaiming_uniform = PyTorch default
 };
 
 class Conv2d : public Layer {

@@ -68,8 +68,8 @@ std::vector<Tensor> AdaptiveAvgPool2d::backward(Context& ctx, const Tensor& dy, 
 
 Tensor Flatten::forward(Context&, const std::vector<Tensor>& in, Saved& saved, const ForwardArgs&) {
   const Tensor& x = in[0];
-  COHORT_CHECK(x.rank() >= 2, fmt::format("Flatten: input must have >= 2 dims, got {}",
-                                          x.shape().str()));
+  COHORT_CHECK(x.rank() >= 2,
+               fmt::format("Flatten: input must have >= 2 dims, got {}", x.shape().str()));
   saved.shapes = {x.shape()};
   return x.view(Shape{x.dim(0), x.numel() / x.dim(0)});
 }
@@ -97,14 +97,16 @@ std::vector<Tensor> ResizeBilinear::backward(Context& ctx, const Tensor& dy, Sav
 Tensor ConcatChannels::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                                const ForwardArgs&) {
   saved.shapes.clear();
-  for (const Tensor& t : in) saved.shapes.push_back(t.shape());
+  for (const Tensor& t : in)
+    saved.shapes.push_back(t.shape());
   return ops::concat_channels(ctx, in);
 }
 
 std::vector<Tensor> ConcatChannels::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                              const BackwardArgs&) {
   std::vector<int64_t> channels;
-  for (const Shape& s : saved.shapes) channels.push_back(s.dim(-1));
+  for (const Shape& s : saved.shapes)
+    channels.push_back(s.dim(-1));
   return ops::split_channels(ctx, dy, channels);
 }
 

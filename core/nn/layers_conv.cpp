@@ -14,9 +14,9 @@ Tensor bias_or_none(const Layer& layer, bool has_bias, const std::vector<Paramet
 std::vector<ParamSpec> Conv2d::param_specs() const {
   const int64_t fan_in = m_o.in_channels * m_o.kernel_h * m_o.kernel_w;
   const int64_t fan_out = m_o.out_channels * m_o.kernel_h * m_o.kernel_w;
-  std::vector<ParamSpec> specs{{"weight",
-                                Shape{m_o.out_channels, m_o.kernel_h, m_o.kernel_w, m_o.in_channels},
-                                m_o.init, fan_in, fan_out}};
+  std::vector<ParamSpec> specs{
+      {"weight", Shape{m_o.out_channels, m_o.kernel_h, m_o.kernel_w, m_o.in_channels}, m_o.init,
+       fan_in, fan_out}};
   if (m_o.bias)
     specs.push_back({"bias", Shape{m_o.out_channels}, Init::uniform_fan_in, fan_in, fan_out, true});
   return specs;
@@ -47,9 +47,9 @@ std::vector<ParamSpec> ConvTranspose2d::param_specs() const {
   // PyTorch computes fan_in of a transposed conv from weight.size(1) * kh * kw = out * k * k.
   const int64_t fan_in = m_o.out_channels * m_o.kernel_h * m_o.kernel_w;
   const int64_t fan_out = m_o.in_channels * m_o.kernel_h * m_o.kernel_w;
-  std::vector<ParamSpec> specs{{"weight",
-                                Shape{m_o.in_channels, m_o.kernel_h, m_o.kernel_w, m_o.out_channels},
-                                m_o.init, fan_in, fan_out}};
+  std::vector<ParamSpec> specs{
+      {"weight", Shape{m_o.in_channels, m_o.kernel_h, m_o.kernel_w, m_o.out_channels}, m_o.init,
+       fan_in, fan_out}};
   if (m_o.bias)
     specs.push_back({"bias", Shape{m_o.out_channels}, Init::uniform_fan_in, fan_in, fan_out, true});
   return specs;

@@ -27,10 +27,10 @@ Tensor RegressionLossLayer::forward(Context& ctx, const std::vector<Tensor>& in,
 
 std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                                   const BackwardArgs&) {
-  std::vector<Tensor> out{ops::regression_loss_backward(ctx, m_kind, dy, saved.tensors.at(0),
-                                                        saved.tensors.at(1), saved.tensors.at(2),
-                                                        m_beta),
-                          Tensor()};
+  std::vector<Tensor> out{
+      ops::regression_loss_backward(ctx, m_kind, dy, saved.tensors.at(0), saved.tensors.at(1),
+                                    saved.tensors.at(2), m_beta),
+      Tensor()};
   if (m_masked) out.emplace_back();
   return out;
 }

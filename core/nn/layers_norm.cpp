@@ -24,11 +24,10 @@ Tensor BatchNorm2d::forward(Context& ctx, const std::vector<Tensor>& in, Saved& 
   if (m_o.residual) a.residual = in[1];
   a.reducer = m_reducer;
   saved.training = args.training && !m_frozen_stats;
-  Tensor y = saved.training
-                 ? ops::batch_norm_train(ctx, in[0], param(0).compute, param(1).compute,
-                                         buffer(0).value, buffer(1).value, a, saved.bn)
-                 : ops::batch_norm_eval(ctx, in[0], param(0).compute, param(1).compute,
-                                        buffer(0).value, buffer(1).value, a, saved.bn);
+  Tensor y = saved.training ? ops::batch_norm_train(ctx, in[0], param(0).compute, param(1).compute,
+                                                    buffer(0).value, buffer(1).value, a, saved.bn)
+                            : ops::batch_norm_eval(ctx, in[0], param(0).compute, param(1).compute,
+                                                   buffer(0).value, buffer(1).value, a, saved.bn);
   saved.tensors = {in[0]};
   if (m_o.relu) saved.tensors.push_back(y);
   return y;
@@ -47,11 +46,14 @@ std::vector<Tensor> BatchNorm2d::backward(Context& ctx, const Tensor& dy, Saved&
   // Frozen affine parameters still need the input gradient; their gradients are
   // computed into scratch tensors and dropped.
   const bool write = args.param_grads && param(0).trainable;
-  Tensor dgamma = write ? param(0).compute_grad : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
-  Tensor dbeta = write ? param(1).compute_grad : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
-  ops::BatchNormGrads g = ops::batch_norm_backward(ctx, dy, x, y, param(0).compute, saved.bn, a,
-                                                   saved.training, dgamma, dbeta,
-                                                   write && args.accumulate);
+  Tensor dgamma = write
+                      ? param(0).compute_grad
+                      : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
+  Tensor dbeta = write ? param(1).compute_grad
+                       : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
+  ops::BatchNormGrads g =
+      ops::batch_norm_backward(ctx, dy, x, y, param(0).compute, saved.bn, a, saved.training, dgamma,
+                               dbeta, write && args.accumulate);
   std::vector<Tensor> out{args.needs_input_grad[0] ? g.dx : Tensor()};
   if (m_o.residual) out.push_back(args.needs_input_grad[1] ? g.dresidual : Tensor());
   return out;

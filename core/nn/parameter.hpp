@@ -40,11 +40,11 @@ struct BufferSpec {
 struct Parameter {
   std::string name;  // full, torchvision style: "layer1.0.conv1.weight"
   Shape shape;
-  int64_t offset = 0;  // element offset in the flat buffers
-  Tensor value;        // f32 master weights
-  Tensor grad;         // f32 gradient
-  Tensor compute;      // what ops read: == value unless a 16-bit compute dtype is used
-  Tensor compute_grad; // what ops write: == grad unless a 16-bit compute dtype is used
+  int64_t offset = 0;   // element offset in the flat buffers
+  Tensor value;         // f32 master weights
+  Tensor grad;          // f32 gradient
+  Tensor compute;       // what ops read: == value unless a 16-bit compute dtype is used
+  Tensor compute_grad;  // what ops write: == grad unless a 16-bit compute dtype is used
   bool trainable = true;
   bool no_decay = false;
   bool keep_f32 = false;

@@ -12,8 +12,8 @@
 //    caller-owned tensors (views of the flat gradient buffer), overwriting them or,
 //    with `accumulate`, adding to them (gradient accumulation, fan-in).
 //  - Scalar results (losses, sums) are 1-element tensors on the op's device (f32,
-//    or f64 for f64 inputs on the CPU), so a training step never waits for the host. Upstream gradients of scalars are
-//    also 1-element tensors (`dloss`).
+//    or f64 for f64 inputs on the CPU), so a training step never waits for the host. Upstream
+//    gradients of scalars are also 1-element tensors (`dloss`).
 //  - Every op checks shapes, dtypes and devices and throws cohort::Error naming
 //    the op and both shapes.
 #include <cstdint>
@@ -75,8 +75,8 @@ struct BatchNormSaved {
 struct BatchNormArgs {
   double momentum = 0.1;  // running = (1 - m) * running + m * batch (PyTorch convention)
   double eps = 1e-5;
-  bool relu = false;         // y = relu(bn(x) [+ residual])
-  Tensor residual;           // optional, same shape as x (fused add)
+  bool relu = false;                // y = relu(bn(x) [+ residual])
+  Tensor residual;                  // optional, same shape as x (fused add)
   StatsReducer* reducer = nullptr;  // SyncBatchNorm; nullptr = this rank's batch only
 };
 
@@ -97,10 +97,10 @@ struct BatchNormGrads {
 };
 // `y` is the forward output (needed when args.relu). `training` selects the
 // batch-statistics backward (train) or the affine backward (eval/frozen stats).
-BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x,
-                                   const Tensor& y, const Tensor& gamma,
-                                   const BatchNormSaved& saved, const BatchNormArgs& args,
-                                   bool training, Tensor& dgamma, Tensor& dbeta, bool accumulate);
+BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                                   const Tensor& gamma, const BatchNormSaved& saved,
+                                   const BatchNormArgs& args, bool training, Tensor& dgamma,
+                                   Tensor& dbeta, bool accumulate);
 
 // ---- element-wise -----------------------------------------------------------
 Tensor relu(Context& ctx, const Tensor& x);
@@ -171,7 +171,7 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
                                 double beta = 1.0);
 
 // ---- reductions -------------------------------------------------------------------
-Tensor sum(Context& ctx, const Tensor& x);   // 1-element f32 (f64 for f64 input)
+Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);
 // dx = dloss (broadcast) for sum, dloss / numel for mean.
 Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);

@@ -21,7 +21,8 @@ COHORT_HOST_DEVICE inline void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& 
 
 // Returns the first 32-bit word of Philox-4x32-10 applied to the counter
 // (index, offset) under the key `seed`.
-COHORT_HOST_DEVICE inline uint32_t philox4x32_first(uint64_t seed, uint64_t offset, uint64_t index) {
+COHORT_HOST_DEVICE inline uint32_t philox4x32_first(uint64_t seed, uint64_t offset,
+                                                    uint64_t index) {
   uint32_t c0 = static_cast<uint32_t>(index), c1 = static_cast<uint32_t>(index >> 32);
   uint32_t c2 = static_cast<uint32_t>(offset), c3 = static_cast<uint32_t>(offset >> 32);
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);

@@ -26,7 +26,9 @@ void check_segments(const char* op, const std::vector<UpdateSegment>& segments, 
                              s.offset + s.count, numel));
 }
 
-bool skipped(const Tensor& skip) { return skip.defined() && skip.data<float>()[0] != 0.0f; }
+bool skipped(const Tensor& skip) {
+  return skip.defined() && skip.data<float>()[0] != 0.0f;
+}
 
 }  // namespace
 
@@ -99,7 +101,8 @@ void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
   COHORT_CHECK(grads.dtype() == DType::f32,
                fmt::format("unscale_and_check: grads must be f32, got {}", grads.str()));
 #ifdef COHORT_WITH_CUDA
-  if (grads.device().is_cuda()) return cuda::unscale_and_check(ctx, grads, inv_scale, found_non_finite);
+  if (grads.device().is_cuda())
+    return cuda::unscale_and_check(ctx, grads, inv_scale, found_non_finite);
 #endif
   float* g = grads.data<float>();
   const float s = inv_scale.data<float>()[0];
@@ -119,7 +122,8 @@ Tensor sum_of_squares(Context& ctx, const Tensor& x) {
 #endif
   const float* p = x.data<float>();
   double s = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
+  for (int64_t i = 0; i < x.numel(); ++i)
+    s += static_cast<double>(p[i]) * p[i];
   return Tensor::from_vector({s}, Shape{1}, DType::f32);
 }
 
@@ -131,7 +135,8 @@ void scale_by(Context& ctx, Tensor& x, const Tensor& factor) {
 #endif
   const float f = factor.data<float>()[0];
   float* p = x.data<float>();
-  for (int64_t i = 0; i < x.numel(); ++i) p[i] *= f;
+  for (int64_t i = 0; i < x.numel(); ++i)
+    p[i] *= f;
 }
 
 void cast_into(Context& ctx, Tensor& dst, const Tensor& src) {

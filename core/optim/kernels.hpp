@@ -42,8 +42,8 @@ void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentu
 // PyTorch's AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). step counts from 1.
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
-                int64_t step, const Tensor& skip);
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& config, int64_t step,
+                const Tensor& skip);
 
 // grads *= inv_scale[0]; found_non_finite[0] = 1 if any element of grads was inf or
 // NaN before scaling (else left as it was). inv_scale, found_non_finite: 1-element f32.

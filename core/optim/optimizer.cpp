@@ -31,9 +31,10 @@ Optimizer::Optimizer(nn::Graph& graph, const OptimizerConfig& config)
   setup.synchronize();
   for (const ParamGroup& g : config.groups) {
     bool any = false;
-    for (const nn::Parameter& p : graph.parameters()) any = any || p.name.rfind(g.prefix, 0) == 0;
-    COHORT_CHECK(any, fmt::format("Optimizer: parameter group '{}' matches no parameter",
-                                  g.prefix));
+    for (const nn::Parameter& p : graph.parameters())
+      any = any || p.name.rfind(g.prefix, 0) == 0;
+    COHORT_CHECK(any,
+                 fmt::format("Optimizer: parameter group '{}' matches no parameter", g.prefix));
   }
 }
 
@@ -61,8 +62,8 @@ std::vector<UpdateSegment> Optimizer::segments(double lr) const {
     UpdateSegment s{p.offset + first - m_shard_offset, last - first, static_cast<float>(lr * mult),
                     static_cast<float>(wd)};
     // Neighbours with the same hyper-parameters merge: fewer segments to walk.
-    if (!out.empty() && out.back().offset + out.back().count == s.offset &&
-        out.back().lr == s.lr && out.back().weight_decay == s.weight_decay)
+    if (!out.empty() && out.back().offset + out.back().count == s.offset && out.back().lr == s.lr &&
+        out.back().weight_decay == s.weight_decay)
       out.back().count += s.count;
     else
       out.push_back(s);

@@ -26,8 +26,8 @@ namespace {
 double scheduled(const ScheduleConfig& c, int64_t step) {
   if (c.kind == "constant") return c.base_lr;
   if (c.kind == "step") {
-    const auto passed = std::upper_bound(c.milestones.begin(), c.milestones.end(), step) -
-                        c.milestones.begin();
+    const auto passed =
+        std::upper_bound(c.milestones.begin(), c.milestones.end(), step) - c.milestones.begin();
     return c.base_lr * std::pow(c.gamma, static_cast<double>(passed));
   }
   // poly and cosine decay over the steps after warmup.

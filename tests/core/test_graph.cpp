@@ -79,7 +79,8 @@ TEST(Graph, HookFiresOncePerLayerInReverseOrder) {
   Context ctx;
   std::vector<std::string> order;
   net.g.set_grad_ready_hook([&](std::span<Parameter* const> ps) {
-    for (Parameter* p : ps) order.push_back(p->name);
+    for (Parameter* p : ps)
+      order.push_back(p->name);
   });
   net.g.forward(ctx, {{"x", random_tensor(Shape{4, 6}, 2, -1, 1, DType::f32)}}, {.training = true});
   net.g.backward(ctx, {{net.loss, Tensor()}});
@@ -112,12 +113,14 @@ TEST(Graph, BackwardFromOneLossLeavesTheOtherHeadAtZeroAndSumsAreLinear) {
   TwoHeads net;
   std::set<std::string> hooked;
   net.g.set_grad_ready_hook([&](std::span<Parameter* const> ps) {
-    for (Parameter* p : ps) hooked.insert(p->name);
+    for (Parameter* p : ps)
+      hooked.insert(p->name);
   });
   const Tensor ga = net.grads_for({{net.loss_a, Tensor()}});
   EXPECT_EQ(hooked.size(), 6u) << "every trainable parameter is reported, reached or not";
   const Parameter& hb = net.g.parameter("head_b.weight");
-  for (double v : ga.flat(hb.offset, hb.shape.numel()).to_vector()) EXPECT_EQ(v, 0.0);
+  for (double v : ga.flat(hb.offset, hb.shape.numel()).to_vector())
+    EXPECT_EQ(v, 0.0);
   const Tensor gb = net.grads_for({{net.loss_b, Tensor()}});
   const Tensor both = net.grads_for({{net.loss_a, Tensor()}, {net.loss_b, Tensor()}});
   Context ctx;
@@ -132,10 +135,12 @@ TEST(Graph, FrozenParametersGetNoGradientNoHookAndNoUpdate) {
   ops::fill(ctx, w.grad, 42.0);  // sentinel: must survive backward
   std::set<std::string> hooked;
   net.g.set_grad_ready_hook([&](std::span<Parameter* const> ps) {
-    for (Parameter* p : ps) hooked.insert(p->name);
+    for (Parameter* p : ps)
+      hooked.insert(p->name);
   });
   net.grads_for({{net.loss_a, Tensor()}, {net.loss_b, Tensor()}});
-  for (double v : w.grad.to_vector()) EXPECT_EQ(v, 42.0);
+  for (double v : w.grad.to_vector())
+    EXPECT_EQ(v, 42.0);
   EXPECT_EQ(hooked.count("trunk.weight"), 0u);
   EXPECT_EQ(hooked.count("head_a.weight"), 1u);
   EXPECT_THROW(net.g.set_trainable("nope", false), Error);
@@ -161,7 +166,8 @@ TEST(Graph, ErrorsNameTheLayerAndTheMissingInput) {
     EXPECT_NE(std::string(e.what()).find("input 'x'"), std::string::npos) << e.what();
   }
   try {
-    net.g.forward(ctx, {{"x", random_tensor(Shape{4, 7}, 1, -1, 1, DType::f32)}}, {.training = true});
+    net.g.forward(ctx, {{"x", random_tensor(Shape{4, 7}, 1, -1, 1, DType::f32)}},
+                  {.training = true});
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("fc1"), std::string::npos) << e.what();

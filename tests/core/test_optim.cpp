@@ -28,7 +28,8 @@ struct Net {
   // Sets every gradient to a fixed pattern.
   void set_grads(double base) {
     float* gp = g.flat_grads().data<float>();
-    for (int64_t i = 0; i < g.num_parameters(); ++i) gp[i] = static_cast<float>(base + 0.1 * i);
+    for (int64_t i = 0; i < g.num_parameters(); ++i)
+      gp[i] = static_cast<float>(base + 0.1 * i);
   }
 };
 
@@ -59,7 +60,8 @@ TEST(Sgd, MomentumNesterovWeightDecayMatchTheReference) {
     }
   }
   const std::vector<double> got = net.g.flat_params().to_vector();
-  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(got[i], p[i], 1e-5) << "element " << i;
+  for (size_t i = 0; i < p.size(); ++i)
+    EXPECT_NEAR(got[i], p[i], 1e-5) << "element " << i;
 }
 
 TEST(AdamW, MatchesTheReferenceWithGroupsAndNoDecay) {
@@ -90,7 +92,8 @@ TEST(AdamW, MatchesTheReferenceWithGroupsAndNoDecay) {
     }
   }
   const std::vector<double> got = net.g.flat_params().to_vector();
-  for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(got[i], p[i], 2e-5) << "element " << i;
+  for (size_t i = 0; i < p.size(); ++i)
+    EXPECT_NEAR(got[i], p[i], 2e-5) << "element " << i;
 }
 
 TEST(Optimizer, FrozenParametersAreNotUpdatedEvenWithWeightDecay) {

@@ -57,7 +57,7 @@ TEST(Tensor, SixteenBitFloatsRoundToNearestEven) {
   EXPECT_EQ(static_cast<float>(Half(65504.0f)), 65504.0f);
   EXPECT_TRUE(std::isinf(static_cast<float>(Half(70000.0f))));
   EXPECT_EQ(static_cast<float>(Half(1.0f + 0x1p-11f)), 1.0f);  // tie to even
-  EXPECT_EQ(static_cast<float>(Half(0x1p-24f)), 0x1p-24f);    // smallest subnormal
+  EXPECT_EQ(static_cast<float>(Half(0x1p-24f)), 0x1p-24f);     // smallest subnormal
   Tensor t = Tensor::from_vector({1.5, -2.25, 1e-3}, Shape{3}).cast_cpu(DType::bf16);
   EXPECT_EQ(t.dtype(), DType::bf16);
   EXPECT_EQ(t.nbytes(), 6u);

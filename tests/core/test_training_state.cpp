@@ -54,9 +54,11 @@ std::string temp_path(const std::string& name) {
 TEST(TrainingCheckpoint, ResumeContinuesBitwiseIdentically) {
   const std::string path = temp_path("cohort-resume");
   TinyRun a;
-  for (int64_t i = 0; i < 3; ++i) a.step(i);
+  for (int64_t i = 0; i < 3; ++i)
+    a.step(i);
   save_training_checkpoint(path, a.g, *a.opt, nullptr, a.ctx, {3, 0, 18, "model: tiny"});
-  for (int64_t i = 3; i < 6; ++i) a.step(i);
+  for (int64_t i = 3; i < 6; ++i)
+    a.step(i);
 
   TinyRun b;  // a fresh process, in effect
   const TrainingProgress p = load_training_checkpoint(path, b.g, *b.opt, nullptr, b.ctx);
@@ -65,7 +67,8 @@ TEST(TrainingCheckpoint, ResumeContinuesBitwiseIdentically) {
   EXPECT_EQ(p.config, "model: tiny");
   EXPECT_EQ(b.opt->steps(), 3);
   EXPECT_EQ(b.ctx.rng_offset(), a.ctx.rng_offset() - 3 * 6 * 8) << "dropout counters restored";
-  for (int64_t i = 3; i < 6; ++i) b.step(i);
+  for (int64_t i = 3; i < 6; ++i)
+    b.step(i);
   EXPECT_EQ(a.g.flat_params().to_vector(), b.g.flat_params().to_vector());
   std::filesystem::remove(path);
 }

@@ -50,7 +50,8 @@ struct ResNetRun {
     const DType in = g.compute_dtype();
     Tensor xd = x.to(ctx.device(), ctx.stream());
     if (in != DType::f32) xd = core::ops::cast(ctx, xd, in);
-    g.forward(ctx, {{"image", xd}, {"label", y.to(ctx.device(), ctx.stream())}}, {.training = true});
+    g.forward(ctx, {{"image", xd}, {"label", y.to(ctx.device(), ctx.stream())}},
+              {.training = true});
     g.backward(ctx, {{loss, Tensor()}});
     return g.output(loss).item(ctx.stream());
   }
@@ -109,7 +110,8 @@ TEST(GraphGpu, SmallCnnTrainingStepsMatchTheCpu) {
     core::optim::Optimizer opt(g, c);
     const Tensor x = testing::random_tensor(Shape{16, 28, 28, 1}, 4, -1, 1, DType::f32);
     std::vector<double> labels;
-    for (int i = 0; i < 16; ++i) labels.push_back(i % 10);
+    for (int i = 0; i < 16; ++i)
+      labels.push_back(i % 10);
     const Tensor y = Tensor::from_vector(labels, Shape{16}, DType::i64);
     for (int s = 0; s < 3; ++s) {
       g.forward(ctx, {{"image", x.to(d, ctx.stream())}, {"label", y.to(d, ctx.stream())}},

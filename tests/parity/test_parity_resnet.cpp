@@ -15,7 +15,9 @@
 namespace cohort::testing {
 namespace {
 
-std::string golden_dir() { return std::filesystem::path(golden_path()).parent_path().string(); }
+std::string golden_dir() {
+  return std::filesystem::path(golden_path()).parent_path().string();
+}
 
 struct ImportedResNet {
   core::nn::Graph g;

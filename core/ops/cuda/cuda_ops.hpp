@@ -29,10 +29,10 @@ Tensor batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma, cons
 Tensor batch_norm_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        const Tensor& running_mean, const Tensor& running_var,
                        const BatchNormArgs& args, BatchNormSaved& saved);
-BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x,
-                                   const Tensor& y, const Tensor& gamma,
-                                   const BatchNormSaved& saved, const BatchNormArgs& args,
-                                   bool training, Tensor& dgamma, Tensor& dbeta, bool accumulate);
+BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                                   const Tensor& gamma, const BatchNormSaved& saved,
+                                   const BatchNormArgs& args, bool training, Tensor& dgamma,
+                                   Tensor& dbeta, bool accumulate);
 Tensor relu(Context& ctx, const Tensor& x);
 Tensor relu_backward(Context& ctx, const Tensor& dy, const Tensor& y);
 Tensor add(Context& ctx, const Tensor& a, const Tensor& b);  // same shapes
@@ -66,7 +66,7 @@ Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, co
 Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta);
-Tensor sum(Context& ctx, const Tensor& x);   // 1-element f32 (f64 for f64 input)
+Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);
 Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
 Tensor mean_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
