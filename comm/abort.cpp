@@ -70,7 +70,13 @@ void abort_job(const std::string& reason, int exit_code) noexcept {
       }
     }
   }
-  if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  // Below MPI_THREAD_MULTIPLE, calling MPI_Abort from a second thread (the
+  // watchdog) while the main thread is blocked inside MPI is erroneous and may
+  // itself hang; exiting without MPI_Finalize makes the launcher end every rank
+  // (tested: tests/mpi fault "exit").
+  int level = MPI_THREAD_SINGLE;
+  if (mpi_active() && MPI_Query_thread(&level) == MPI_SUCCESS && level == MPI_THREAD_MULTIPLE)
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::_Exit(exit_code);
 }
 

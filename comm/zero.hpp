@@ -137,6 +137,14 @@ struct ZeroMemory {
   int64_t persistent() const { return parameters + gradients + optimizer; }
 };
 
+// Caveats (not yet handled):
+//  - Stage 3 makes every forward collective (each layer's parameters are gathered):
+//    all ranks must run the same number of forwards, so evaluation with an
+//    EvalSampler (ranks may have one sample more or less) must pad or gather the
+//    full weights first (gather_parameters()).
+//  - With fp16 loss scaling, stages 2/3 see only their gradient shard: the
+//    overflow flag must be all-reduced before step() or ranks may disagree on
+//    skipping the step.
 class ZeroDataParallel {
  public:
   // Collective: parameters and buffers become rank 0's, then each rank keeps

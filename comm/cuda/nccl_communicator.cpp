@@ -137,7 +137,12 @@ class NcclPending final : public PendingCollective {
   }
 
   std::function<ProbeResult()> watchdog_probe() override {
-    return [done = m_done, shared = m_shared]() {
+    // The watchdog thread's current device would otherwise be 0: its first CUDA
+    // call would create a context on GPU 0 in every rank of a multi-GPU node.
+    int device = 0;
+    COHORT_CUDA_CHECK(cudaGetDevice(&device));
+    return [done = m_done, shared = m_shared, device]() {
+      COHORT_CUDA_CHECK_PRINT(cudaSetDevice(device));
       ProbeResult result;
       result.done = event_done(done->get());
       if (!result.done) result.error = async_error(*shared);

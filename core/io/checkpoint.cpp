@@ -416,7 +416,8 @@ CheckpointData read_checkpoint(const std::string& path) {
 }
 
 void load_tensors(const CheckpointData& data, const std::string& prefix,
-                  const std::map<std::string, Tensor>& targets, bool strict) {
+                  const std::map<std::string, Tensor>& targets, bool strict,
+                  StreamHandle stream) {
   std::vector<std::string> problems;
   for (const auto& [key, target] : targets) {
     const std::string name = prefix + key;
@@ -457,7 +458,7 @@ void load_tensors(const CheckpointData& data, const std::string& prefix,
   }
   for (const auto& [key, target] : targets) {
     Tensor destination = target;  // shares storage: copy_from writes the caller's tensor
-    destination.copy_from(data.tensors.at(prefix + key));
+    destination.copy_from(data.tensors.at(prefix + key), stream);
   }
 }
 

@@ -48,8 +48,11 @@ CheckpointData read_checkpoint(const std::string& path);
 // Every problem is collected before anything is copied -- missing entries,
 // unexpected entries under `prefix` (when `strict`), shape and dtype mismatches --
 // and reported together in one cohort::Error, one problem per line.
+// Copies are queued on `stream` (device targets); the caller synchronises it before
+// `data` goes away.
 void load_tensors(const CheckpointData& data, const std::string& prefix,
-                  const std::map<std::string, Tensor>& targets, bool strict = true);
+                  const std::map<std::string, Tensor>& targets, bool strict = true,
+                  StreamHandle stream = nullptr);
 
 // "<dir>/<stem>-<step>.h5", newest (highest step) first. Temporary files of writes in
 // progress (or of crashed ones) never match. A missing directory gives an empty list.

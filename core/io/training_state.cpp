@@ -59,40 +59,52 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
                                           Context& ctx) {
   const CheckpointData data = read_checkpoint(path);
   auto kind = data.strings.find("optimizer");
-  COHORT_CHECK(
-      kind != data.strings.end() && kind->second == optimizer.config().kind,
-      fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'", path,
-                  kind == data.strings.end() ? "?" : kind->second, optimizer.config().kind));
-  // One combined check over model and optimizer entries: every problem in one message.
-  std::map<std::string, Tensor> targets = prefixed(graph.state(), "model/");
-  for (auto& [name, t] : prefixed(optimizer.state(), "optim/"))
-    targets.emplace(name, t);
-  load_tensors(data, "", targets, /*strict=*/true);
-
+  COHORT_CHECK(kind != data.strings.end() && kind->second == optimizer.config().kind,
+               fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'",
+                           path, kind == data.strings.end() ? "?" : kind->second,
+                           optimizer.config().kind));
+  // Everything is read and checked before anything is changed.
   TrainingProgress p;
   p.step = integer(data, "step", path);
   p.epoch = integer(data, "epoch", path);
   p.sample_in_epoch = integer(data, "sample_in_epoch", path);
-  optimizer.set_steps(integer(data, "optimizer_steps", path));
-  ctx.set_seed(static_cast<uint64_t>(integer(data, "rng_seed", path)),
-               static_cast<uint64_t>(integer(data, "rng_offset", path)));
-  if (scaler != nullptr && scaler->enabled()) {
+  const int64_t optimizer_steps = integer(data, "optimizer_steps", path);
+  const auto seed = static_cast<uint64_t>(integer(data, "rng_seed", path));
+  const auto offset = static_cast<uint64_t>(integer(data, "rng_offset", path));
+  optim::LossScalerState scaler_state;
+  const bool restore_scaler = scaler != nullptr && scaler->enabled();
+  if (restore_scaler) {
     auto scale = data.reals.find("loss_scale");
     COHORT_CHECK(scale != data.reals.end(),
                  fmt::format("checkpoint {}: fp16 loss scaling is on but the checkpoint has no "
                              "loss-scaler state",
                              path));
-    scaler->set_state(ctx, {scale->second, integer(data, "loss_scale_growth_tracker", path),
-                            integer(data, "loss_scale_skipped_steps", path)});
+    scaler_state = {scale->second, integer(data, "loss_scale_growth_tracker", path),
+                    integer(data, "loss_scale_skipped_steps", path)};
   }
   if (auto c = data.strings.find("config"); c != data.strings.end()) p.config = c->second;
+
+  // One combined check over model and optimizer entries: every problem in one
+  // message, nothing copied unless all match. Work still queued on ctx must not
+  // overwrite the loaded values, and the host copies must outlive the transfers.
+  std::map<std::string, Tensor> targets = prefixed(graph.state(), "model/");
+  for (auto& [name, t] : prefixed(optimizer.state(), "optim/")) targets.emplace(name, t);
+  ctx.synchronize();
+  load_tensors(data, "", targets, /*strict=*/true, ctx.stream());
+  optimizer.set_steps(optimizer_steps);
+  ctx.set_seed(seed, offset);
+  if (restore_scaler) scaler->set_state(ctx, scaler_state);
   graph.refresh_compute_weights(ctx);
+  ctx.synchronize();
   return p;
 }
 
 void load_model_weights(const std::string& path, nn::Graph& graph, bool strict) {
   const CheckpointData data = read_checkpoint(path);
-  load_tensors(data, "model/", graph.state(), strict);
+  Context ctx(graph.device());
+  load_tensors(data, "model/", graph.state(), strict, ctx.stream());
+  graph.refresh_compute_weights(ctx);  // 16-bit compute copies follow the loaded masters
+  ctx.synchronize();                   // `data` (the host sources) dies with this function
 }
 
 }  // namespace cohort::core::io

@@ -166,6 +166,7 @@ void Graph::forward(Context& ctx, const std::map<std::string, Tensor>& inputs,
   }
   const std::vector<bool> needed = ancestors_of(wanted);
   const size_t n = m_nodes.size();
+  m_backward_done = false;
   m_outputs.assign(n, Tensor());
   m_saved.assign(n, Saved());
   m_ran.assign(n, false);
@@ -245,6 +246,10 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
   COHORT_CHECK(!seeds.empty(), "Graph::backward: no loss given");
   const size_t n = m_nodes.size();
   COHORT_CHECK(m_ran.size() == n, "Graph::backward: run forward first");
+  COHORT_CHECK(!m_backward_done,
+               "Graph::backward: this forward's saved tensors were already used by a backward; "
+               "run forward again (backward from several losses at once: pass them together)");
+  m_backward_done = true;
 
   // requires_grad: the node has a trainable parameter or depends on one that does.
   std::vector<bool> needs_grad(n, false), has_trainable(n, false);
@@ -278,7 +283,14 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
       continue;
     }
     BackwardArgs args;
-    args.accumulate = accumulate;
+    // With a 16-bit compute copy the layer writes this pass's gradient alone and
+    // finish_layer_grads adds it to the f32 master gradient; accumulating in the
+    // 16-bit buffer too would count earlier micro-batches twice.
+    bool separate_compute_grads = false;
+    for (size_t pi : node.param_indices)
+      separate_compute_grads = separate_compute_grads ||
+                               !m_params[pi].compute_grad.shares_storage_with(m_params[pi].grad);
+    args.accumulate = accumulate && !separate_compute_grads;
     args.param_grads = has_trainable[k];
     for (NodeId in : node.inputs)
       args.needs_input_grad.push_back(needs_grad[in]);

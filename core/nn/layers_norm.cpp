@@ -43,17 +43,14 @@ std::vector<Tensor> BatchNorm2d::backward(Context& ctx, const Tensor& dy, Saved&
   const Tensor& x = saved.tensors.at(0);
   if (m_o.residual) a.residual = x;  // only its presence matters to backward
   const Tensor y = m_o.relu ? saved.tensors.at(1) : Tensor();
-  // Frozen affine parameters still need the input gradient; their gradients are
-  // computed into scratch tensors and dropped.
-  const bool write = args.param_grads && param(0).trainable;
-  Tensor dgamma = write
-                      ? param(0).compute_grad
-                      : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
-  Tensor dbeta = write ? param(1).compute_grad
-                       : Tensor::empty(Shape{m_o.channels}, DType::f32, ctx.device(), ctx.stream());
+  // Frozen parameters (each on its own: fine-tuning may freeze only the weight)
+  // get no gradient; undefined outputs tell the op to skip them. The input
+  // gradient is computed either way.
+  Tensor dgamma = args.param_grads && param(0).trainable ? param(0).compute_grad : Tensor();
+  Tensor dbeta = args.param_grads && param(1).trainable ? param(1).compute_grad : Tensor();
   ops::BatchNormGrads g =
       ops::batch_norm_backward(ctx, dy, x, y, param(0).compute, saved.bn, a, saved.training, dgamma,
-                               dbeta, write && args.accumulate);
+                               dbeta, args.accumulate);
   std::vector<Tensor> out{args.needs_input_grad[0] ? g.dx : Tensor()};
   if (m_o.residual) out.push_back(args.needs_input_grad[1] ? g.dresidual : Tensor());
   return out;

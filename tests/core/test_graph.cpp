@@ -193,3 +193,65 @@ TEST(Graph, InitialisationIsDeterministicPerName) {
 
 }  // namespace
 }  // namespace cohort::core::nn
+
+namespace cohort::core::nn {
+namespace {
+
+// conv -> BN -> mean: BatchNorm's weight and bias freeze independently.
+struct BnNet {
+  Graph g;
+  NodeId loss;
+  BnNet() {
+    Conv2dOptions c;
+    c.in_channels = 2;
+    c.out_channels = 3;
+    const NodeId x = g.input("x");
+    NodeId h = g.add("conv", std::make_unique<Conv2d>(c), {x});
+    h = g.add("bn", std::make_unique<BatchNorm2d>(BatchNormOptions{3}), {h});
+    h = g.add("scale", std::make_unique<Add>(), {h, h});
+    loss = g.add("loss", std::make_unique<MeanLoss>(), {h});
+    g.build(Device::cpu(), 2);
+  }
+  void run() {
+    Context ctx;
+    g.forward(ctx, {{"x", cohort::testing::random_tensor(Shape{2, 5, 5, 2}, 4, -1, 1, DType::f32)}},
+              {.training = true});
+    g.backward(ctx, {{loss, Tensor()}});
+  }
+};
+
+TEST(Graph, BatchNormWeightAndBiasFreezeIndependently) {
+  BnNet both;
+  both.run();
+  const std::vector<double> bias_grad = both.g.parameter("bn.bias").grad.to_vector();
+  ASSERT_NE(bias_grad[0], 0.0);
+
+  BnNet weight_frozen;
+  weight_frozen.g.set_trainable("bn.weight", false);
+  weight_frozen.run();
+  EXPECT_EQ(weight_frozen.g.parameter("bn.bias").grad.to_vector(), bias_grad);
+
+  BnNet bias_frozen;
+  bias_frozen.g.set_trainable("bn.bias", false);
+  Context ctx;
+  ops::fill(ctx, bias_frozen.g.parameter("bn.bias").grad, 42.0);
+  bias_frozen.run();
+  for (double v : bias_frozen.g.parameter("bn.bias").grad.to_vector()) EXPECT_EQ(v, 42.0);
+  EXPECT_EQ(bias_frozen.g.parameter("bn.weight").grad.to_vector(),
+            both.g.parameter("bn.weight").grad.to_vector());
+}
+
+TEST(Graph, SecondBackwardWithoutForwardIsAClearError) {
+  BnNet net;
+  net.run();
+  Context ctx;
+  try {
+    net.g.backward(ctx, {{net.loss, Tensor()}});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("run forward again"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cohort::core::nn

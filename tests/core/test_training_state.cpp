@@ -93,5 +93,23 @@ TEST(TrainingCheckpoint, AnotherArchitectureIsRefusedWithEveryDifference) {
   std::filesystem::remove(path);
 }
 
+TEST(TrainingCheckpoint, AFailedLoadChangesNothing) {
+  const std::string path = temp_path("cohort-partial");
+  TinyRun a;
+  a.step(0);
+  save_training_checkpoint(path, a.g, *a.opt, nullptr, a.ctx, {1, 0, 6, ""});
+  TinyRun b;
+  optim::LossScalerConfig fp16;
+  fp16.enabled = true;
+  optim::LossScaler scaler(fp16, Device::cpu());
+  const std::vector<double> before = b.g.flat_params().to_vector();
+  const uint64_t offset_before = b.ctx.rng_offset();
+  EXPECT_THROW(load_training_checkpoint(path, b.g, *b.opt, &scaler, b.ctx), Error);
+  EXPECT_EQ(b.g.flat_params().to_vector(), before) << "parameters changed by a refused load";
+  EXPECT_EQ(b.opt->steps(), 0);
+  EXPECT_EQ(b.ctx.rng_offset(), offset_before);
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 }  // namespace cohort::core::io

@@ -97,6 +97,29 @@ TEST(GraphGpu, Bf16ComputeTracksF32AndTrains) {
   EXPECT_LT(last, 0.5 * l16);
 }
 
+// With a 16-bit compute dtype, accumulating micro-batch gradients must equal the
+// sum of the micro-batches' separate gradients (each counted once).
+TEST(GraphGpu, Bf16AccumulationCountsEachMicroBatchOnce) {
+  const Tensor x1 = testing::random_tensor(Shape{4, 32, 32, 3}, 11, -1, 1, DType::f32);
+  const Tensor x2 = testing::random_tensor(Shape{4, 32, 32, 3}, 12, -1, 1, DType::f32);
+  const Tensor y = Tensor::from_vector({0, 1, 2, 3}, Shape{4}, DType::i32);
+  ResNetRun run(Device::cuda(0), DType::bf16);
+  auto pass = [&](const Tensor& x, bool accumulate) {
+    Tensor xd = core::ops::cast(run.ctx, x.to(run.ctx.device(), run.ctx.stream()), DType::bf16);
+    run.g.forward(run.ctx, {{"image", xd}, {"label", y.to(run.ctx.device(), run.ctx.stream())}},
+                  {.training = true});
+    run.g.backward(run.ctx, {{run.loss, Tensor()}}, accumulate);
+    return run.g.flat_grads().to(Device::cpu(), run.ctx.stream());
+  };
+  const Tensor g1 = pass(x1, false);
+  const Tensor g2 = pass(x2, false);
+  pass(x1, false);
+  const Tensor both = pass(x2, true);
+  run.ctx.synchronize();
+  Context cpu;
+  EXPECT_LT(relative_difference(both, core::ops::add(cpu, g1, g2)), 1e-3);
+}
+
 TEST(GraphGpu, SmallCnnTrainingStepsMatchTheCpu) {
   auto run = [](Device d) {
     core::nn::Graph g;
