@@ -365,9 +365,17 @@ void ZeroDataParallel::gather_padded(Context& ctx) {
       ->wait_stream(ctx.stream());
 }
 
-void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip) {
-  comm("step");
+void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip_flag) {
+  Communicator& c = comm("step");
   const int64_t lo = m_layout.begin(m_rank), count = m_layout.count(m_rank);
+  // Stages 2/3 check overflow on their gradient shard only: the flag is summed over
+  // ranks so that either every rank skips the step or none does. (Stages 0/1 see
+  // the full, already averaged gradient, so their flags agree.)
+  Tensor skip = skip_flag;
+  if (skip.defined() && m_options.stage >= 2 && c.size() > 1) {
+    skip = skip_flag.clone(ctx.stream());
+    c.all_reduce(skip, ReduceOp::sum, ctx.stream())->wait_stream(ctx.stream());
+  }
   switch (m_options.stage) {
     case 0:
       m_optimizer->step(ctx, lr, skip);

@@ -142,9 +142,9 @@ struct ZeroMemory {
 //    all ranks must run the same number of forwards, so evaluation with an
 //    EvalSampler (ranks may have one sample more or less) must pad or gather the
 //    full weights first (gather_parameters()).
-//  - With fp16 loss scaling, stages 2/3 see only their gradient shard: the
-//    overflow flag must be all-reduced before step() or ranks may disagree on
-//    skipping the step.
+//  - With fp16 loss scaling, stages 2/3 see only their gradient shard: step()
+//    sums the skip flag over ranks so all skip together, but the LossScaler's own
+//    update() still reads the local flag; the trainer must feed it the summed one.
 class ZeroDataParallel {
  public:
   // Collective: parameters and buffers become rank 0's, then each rank keeps

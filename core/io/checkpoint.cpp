@@ -416,8 +416,7 @@ CheckpointData read_checkpoint(const std::string& path) {
 }
 
 void load_tensors(const CheckpointData& data, const std::string& prefix,
-                  const std::map<std::string, Tensor>& targets, bool strict,
-                  StreamHandle stream) {
+                  const std::map<std::string, Tensor>& targets, bool strict, StreamHandle stream) {
   std::vector<std::string> problems;
   for (const auto& [key, target] : targets) {
     const std::string name = prefix + key;

@@ -59,10 +59,10 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
                                           Context& ctx) {
   const CheckpointData data = read_checkpoint(path);
   auto kind = data.strings.find("optimizer");
-  COHORT_CHECK(kind != data.strings.end() && kind->second == optimizer.config().kind,
-               fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'",
-                           path, kind == data.strings.end() ? "?" : kind->second,
-                           optimizer.config().kind));
+  COHORT_CHECK(
+      kind != data.strings.end() && kind->second == optimizer.config().kind,
+      fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'", path,
+                  kind == data.strings.end() ? "?" : kind->second, optimizer.config().kind));
   // Everything is read and checked before anything is changed.
   TrainingProgress p;
   p.step = integer(data, "step", path);
@@ -88,7 +88,8 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
   // message, nothing copied unless all match. Work still queued on ctx must not
   // overwrite the loaded values, and the host copies must outlive the transfers.
   std::map<std::string, Tensor> targets = prefixed(graph.state(), "model/");
-  for (auto& [name, t] : prefixed(optimizer.state(), "optim/")) targets.emplace(name, t);
+  for (auto& [name, t] : prefixed(optimizer.state(), "optim/"))
+    targets.emplace(name, t);
   ctx.synchronize();
   load_tensors(data, "", targets, /*strict=*/true, ctx.stream());
   optimizer.set_steps(optimizer_steps);

@@ -48,9 +48,8 @@ std::vector<Tensor> BatchNorm2d::backward(Context& ctx, const Tensor& dy, Saved&
   // gradient is computed either way.
   Tensor dgamma = args.param_grads && param(0).trainable ? param(0).compute_grad : Tensor();
   Tensor dbeta = args.param_grads && param(1).trainable ? param(1).compute_grad : Tensor();
-  ops::BatchNormGrads g =
-      ops::batch_norm_backward(ctx, dy, x, y, param(0).compute, saved.bn, a, saved.training, dgamma,
-                               dbeta, args.accumulate);
+  ops::BatchNormGrads g = ops::batch_norm_backward(ctx, dy, x, y, param(0).compute, saved.bn, a,
+                                                   saved.training, dgamma, dbeta, args.accumulate);
   std::vector<Tensor> out{args.needs_input_grad[0] ? g.dx : Tensor()};
   if (m_o.residual) out.push_back(args.needs_input_grad[1] ? g.dresidual : Tensor());
   return out;

@@ -236,7 +236,8 @@ TEST(Graph, BatchNormWeightAndBiasFreezeIndependently) {
   Context ctx;
   ops::fill(ctx, bias_frozen.g.parameter("bn.bias").grad, 42.0);
   bias_frozen.run();
-  for (double v : bias_frozen.g.parameter("bn.bias").grad.to_vector()) EXPECT_EQ(v, 42.0);
+  for (double v : bias_frozen.g.parameter("bn.bias").grad.to_vector())
+    EXPECT_EQ(v, 42.0);
   EXPECT_EQ(bias_frozen.g.parameter("bn.weight").grad.to_vector(),
             both.g.parameter("bn.weight").grad.to_vector());
 }

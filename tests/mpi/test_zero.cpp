@@ -379,6 +379,29 @@ TEST(Zero, OptimizerStateLoadsBackAtAnyStage) {
   }
 }
 
+// fp16 overflow seen on one rank's gradient shard only: every rank must skip.
+TEST(Zero, AnOverflowOnOneShardSkipsTheStepOnEveryRank) {
+  if (world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  for (int stage = 2; stage <= 3; ++stage) {
+    Net net;
+    auto comm = mpitest::make_comm();
+    ZeroOptions o;
+    o.stage = stage;
+    ZeroDataParallel zero(net.g, *comm, o, optimizer_config("sgd"));
+    Context ctx;
+    Tensor images, labels;
+    mpitest::global_batch(0, 900, 5, images, labels);
+    mpitest::forward_backward(net.g, net.loss, ctx, images, labels, world_rank(), world_size(), 1,
+                              [&](int k) { zero.prepare_backward(ctx, k > 0, true); });
+    zero.finish_backward(ctx);
+    const std::vector<double> before = zero.gather_parameters(ctx).to_vector();
+    const Tensor skip = Tensor::from_vector({world_rank() == 1 ? 1.0 : 0.0}, Shape{1});
+    zero.step(ctx, 0.1, skip);
+    EXPECT_EQ(zero.gather_parameters(ctx).to_vector(), before) << "stage " << stage;
+    EXPECT_EQ(skip.item(), world_rank() == 1 ? 1.0 : 0.0) << "the caller's flag is not modified";
+  }
+}
+
 TEST(Zero, MemoryTableOfAPlan) {
   const auto build = [](core::nn::Graph& g) {
     const core::nn::NodeId x = g.input("x");
