@@ -103,10 +103,15 @@ void DataParallel::finish_backward(core::Context& ctx) {
   const auto start = std::chrono::steady_clock::now();
   const bool armed = m_armed;
   m_armed = false;
+  // Every launched bucket is finished before an unready one is reported, so no
+  // collective is left in flight behind the error.
+  const Bucket* unready = nullptr;
   for (Bucket& b : m_buckets) {
     if (!armed) continue;
-    if (!b.work)
-      detail::fail_unready_bucket("DataParallel", m_graph.parameters(), b.params, b.pending);
+    if (!b.work) {
+      if (unready == nullptr) unready = &b;
+      continue;
+    }
     b.work->wait_stream(ctx.stream());
     if (b.staging.defined()) {
       core::Tensor grads = m_graph.flat_grads().flat(b.offset, b.count);
@@ -117,6 +122,9 @@ void DataParallel::finish_backward(core::Context& ctx) {
   }
   m_exposed_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (unready != nullptr)
+    detail::fail_unready_bucket("DataParallel", m_graph.parameters(), unready->params,
+                                unready->pending);
 }
 
 double DataParallel::clip_grad_norm(core::Context& ctx, double max_norm) {
