@@ -61,6 +61,11 @@ void run_bench_stack(const BenchStackOptions& o) {
   const DType dtype = o.dtype == "bf16" ? DType::bf16 : o.dtype == "f16" ? DType::f16 : DType::f32;
   COHORT_CHECK(o.dtype == "bf16" || o.dtype == "f16" || o.dtype == "f32",
                fmt::format("bench stack: --dtype must be f32, bf16 or f16, got {}", o.dtype));
+  COHORT_CHECK(
+      o.batch >= 1 && o.image_size >= 32 && o.iters >= 1 && o.warmup >= 0 && o.profile_iters >= 0,
+      fmt::format("bench stack: need --batch >= 1 (got {}), --size >= 32 (got {}), "
+                  "--iters >= 1 (got {}), --warmup >= 0 (got {}), --profile >= 0 (got {})",
+                  o.batch, o.image_size, o.iters, o.warmup, o.profile_iters));
   core::nn::Graph graph;
   const core::nn::NodeId image = graph.input("image");
   models::ResNetOptions ro;

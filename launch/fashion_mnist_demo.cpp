@@ -64,6 +64,9 @@ double evaluate(core::nn::Graph& graph, const models::SmallCnnNodes& nodes, core
 }  // namespace
 
 FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
+  COHORT_CHECK(o.epochs >= 1, fmt::format("demo: --epochs must be >= 1, got {}", o.epochs));
+  COHORT_CHECK(o.batch_size >= 1, fmt::format("demo: --batch must be >= 1, got {}", o.batch_size));
+  COHORT_CHECK(o.lr > 0, fmt::format("demo: --lr must be > 0, got {}", o.lr));
   const auto start = std::chrono::steady_clock::now();
   const data::ImageClassificationSet train = data::load_fashion_mnist(o.data_dir, "train");
   const data::ImageClassificationSet test = data::load_fashion_mnist(o.data_dir, "t10k");
@@ -83,6 +86,9 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
   oc.weight_decay = 5e-4;
   core::optim::Optimizer optimizer(graph, oc);
   const int64_t steps_per_epoch = n_train / o.batch_size;  // drop the ragged last batch
+  COHORT_CHECK(
+      steps_per_epoch >= 1,
+      fmt::format("demo: --batch {} is larger than the {} training images", o.batch_size, n_train));
   core::optim::ScheduleConfig sc;
   sc.kind = "cosine";
   sc.base_lr = o.lr;

@@ -269,8 +269,13 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
         fmt::format("Graph::backward: loss node {} did not run in the last forward", s.node));
     Tensor g = s.grad;
     if (!g.defined()) {
-      g = Tensor::empty(Shape{1}, DType::f32, m_device, ctx.stream());
-      ops::fill(ctx, g, 1.0);
+      // dL/dL = 1, made once: no allocation or fill kernel per step. Layers never
+      // write into their upstream gradient, so sharing it is safe.
+      if (!m_unit_seed.defined()) {
+        m_unit_seed = Tensor::empty(Shape{1}, DType::f32, m_device, ctx.stream());
+        ops::fill(ctx, m_unit_seed, 1.0);
+      }
+      g = m_unit_seed;
     }
     grads[s.node] = grads[s.node].defined() ? ops::add(ctx, grads[s.node], g) : g;
   }

@@ -161,7 +161,9 @@ class Graph {
   std::vector<Saved> m_saved;
   std::vector<bool> m_ran;
   std::vector<bool> m_keep;
-  bool m_backward_done = false;  // the last forward's saved tensors are consumed
+  bool m_backward_done = false;
+  Tensor m_unit_seed;  // the default loss gradient, 1  // the last forward's saved tensors are
+                       // consumed
   GradReadyHook m_hook;
   LayerHook m_before_layer, m_after_layer;
   bool m_profiling = false;

@@ -18,6 +18,7 @@ struct Saved {
   std::vector<Shape> shapes;
   ops::BatchNormSaved bn;
   uint64_t rng_offset = 0;
+  DType dtype = DType::f32;  // of an input whose values backward does not need
   bool training = false;
   void clear() { *this = Saved{}; }
 };

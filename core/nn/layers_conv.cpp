@@ -5,28 +5,32 @@
 
 namespace cohort::core::nn {
 namespace {
-Tensor bias_or_none(const Layer& layer, bool has_bias, const std::vector<Parameter*>& params) {
+Tensor bias_or_none(bool has_bias, const std::vector<Parameter*>& params) {
   return has_bias ? params.at(1)->compute : Tensor();
+}
+
+// "weight" (and "bias" of `bias_size` elements, no weight decay) with PyTorch's fans.
+std::vector<ParamSpec> weight_and_bias(const Shape& weight, Init init, int64_t fan_in,
+                                       int64_t fan_out, bool bias, int64_t bias_size) {
+  std::vector<ParamSpec> specs{{"weight", weight, init, fan_in, fan_out}};
+  if (bias)
+    specs.push_back({"bias", Shape{bias_size}, Init::uniform_fan_in, fan_in, fan_out, true});
+  return specs;
 }
 }  // namespace
 
 // ---- Conv2d ----------------------------------------------------------------------
 std::vector<ParamSpec> Conv2d::param_specs() const {
-  const int64_t fan_in = m_o.in_channels * m_o.kernel_h * m_o.kernel_w;
-  const int64_t fan_out = m_o.out_channels * m_o.kernel_h * m_o.kernel_w;
-  std::vector<ParamSpec> specs{
-      {"weight", Shape{m_o.out_channels, m_o.kernel_h, m_o.kernel_w, m_o.in_channels}, m_o.init,
-       fan_in, fan_out}};
-  if (m_o.bias)
-    specs.push_back({"bias", Shape{m_o.out_channels}, Init::uniform_fan_in, fan_in, fan_out, true});
-  return specs;
+  const int64_t k = m_o.kernel_h * m_o.kernel_w;
+  return weight_and_bias(Shape{m_o.out_channels, m_o.kernel_h, m_o.kernel_w, m_o.in_channels},
+                         m_o.init, m_o.in_channels * k, m_o.out_channels * k, m_o.bias,
+                         m_o.out_channels);
 }
 
 Tensor Conv2d::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                        const ForwardArgs&) {
   saved.tensors = {in[0]};
-  return ops::conv2d(ctx, in[0], param(0).compute, bias_or_none(*this, m_o.bias, params()),
-                     m_o.geometry);
+  return ops::conv2d(ctx, in[0], param(0).compute, bias_or_none(m_o.bias, params()), m_o.geometry);
 }
 
 std::vector<Tensor> Conv2d::backward(Context& ctx, const Tensor& dy, Saved& saved,
@@ -45,21 +49,17 @@ std::vector<Tensor> Conv2d::backward(Context& ctx, const Tensor& dy, Saved& save
 // ---- ConvTranspose2d -------------------------------------------------------------
 std::vector<ParamSpec> ConvTranspose2d::param_specs() const {
   // PyTorch computes fan_in of a transposed conv from weight.size(1) * kh * kw = out * k * k.
-  const int64_t fan_in = m_o.out_channels * m_o.kernel_h * m_o.kernel_w;
-  const int64_t fan_out = m_o.in_channels * m_o.kernel_h * m_o.kernel_w;
-  std::vector<ParamSpec> specs{
-      {"weight", Shape{m_o.in_channels, m_o.kernel_h, m_o.kernel_w, m_o.out_channels}, m_o.init,
-       fan_in, fan_out}};
-  if (m_o.bias)
-    specs.push_back({"bias", Shape{m_o.out_channels}, Init::uniform_fan_in, fan_in, fan_out, true});
-  return specs;
+  const int64_t k = m_o.kernel_h * m_o.kernel_w;
+  return weight_and_bias(Shape{m_o.in_channels, m_o.kernel_h, m_o.kernel_w, m_o.out_channels},
+                         m_o.init, m_o.out_channels * k, m_o.in_channels * k, m_o.bias,
+                         m_o.out_channels);
 }
 
 Tensor ConvTranspose2d::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                                 const ForwardArgs&) {
   saved.tensors = {in[0]};
-  return ops::conv_transpose2d(ctx, in[0], param(0).compute,
-                               bias_or_none(*this, m_o.bias, params()), m_o.geometry);
+  return ops::conv_transpose2d(ctx, in[0], param(0).compute, bias_or_none(m_o.bias, params()),
+                               m_o.geometry);
 }
 
 std::vector<Tensor> ConvTranspose2d::backward(Context& ctx, const Tensor& dy, Saved& saved,
@@ -78,15 +78,13 @@ std::vector<Tensor> ConvTranspose2d::backward(Context& ctx, const Tensor& dy, Sa
 
 // ---- Linear ------------------------------------------------------------------------
 std::vector<ParamSpec> Linear::param_specs() const {
-  std::vector<ParamSpec> specs{{"weight", Shape{m_out, m_in}, Init::kaiming_uniform, m_in, m_out}};
-  if (m_bias) specs.push_back({"bias", Shape{m_out}, Init::uniform_fan_in, m_in, m_out, true});
-  return specs;
+  return weight_and_bias(Shape{m_out, m_in}, Init::kaiming_uniform, m_in, m_out, m_bias, m_out);
 }
 
 Tensor Linear::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                        const ForwardArgs&) {
   saved.tensors = {in[0]};
-  return ops::linear(ctx, in[0], param(0).compute, bias_or_none(*this, m_bias, params()));
+  return ops::linear(ctx, in[0], param(0).compute, bias_or_none(m_bias, params()));
 }
 
 std::vector<Tensor> Linear::backward(Context& ctx, const Tensor& dy, Saved& saved,

@@ -38,13 +38,13 @@ std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy
 Tensor MeanLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                          const ForwardArgs&) {
   saved.shapes = {in[0].shape()};
-  saved.tensors = {Tensor::empty(Shape{1}, in[0].dtype())};  // remembers the dtype only
+  saved.dtype = in[0].dtype();
   return ops::mean(ctx, in[0]);
 }
 
 std::vector<Tensor> MeanLoss::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                        const BackwardArgs&) {
-  return {ops::mean_backward(ctx, dy, saved.shapes.at(0), saved.tensors.at(0).dtype())};
+  return {ops::mean_backward(ctx, dy, saved.shapes.at(0), saved.dtype)};
 }
 
 }  // namespace cohort::core::nn

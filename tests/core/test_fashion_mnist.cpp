@@ -29,3 +29,25 @@ TEST(FashionMnist, MissingDataIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/fashion"), std::string::npos) << e.what();
   }
 }
+
+TEST(FashionMnist, NonsenseOptionsAreRefusedByName) {
+  auto error_of = [](cohort::launch::FashionMnistOptions o) {
+    try {
+      cohort::launch::train_fashion_mnist(o);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  cohort::launch::FashionMnistOptions o;
+  o.batch_size = 0;
+  EXPECT_NE(error_of(o).find("--batch must be >= 1"), std::string::npos);
+  o.batch_size = 100000;
+  EXPECT_NE(error_of(o).find("larger than the 60000 training images"), std::string::npos);
+  o = {};
+  o.epochs = 0;
+  EXPECT_NE(error_of(o).find("--epochs"), std::string::npos);
+  o = {};
+  o.lr = -1;
+  EXPECT_NE(error_of(o).find("--lr"), std::string::npos);
+}
