@@ -67,6 +67,10 @@ class CudaBackend : public Context::BackendState {
 
   std::map<ConvAlgoKey, ConvAlgoChoice>& conv_algorithms() { return m_conv_algorithms; }
   std::map<MatmulKey, cublasLtMatmulAlgo_t>& matmul_algorithms() { return m_matmul_algorithms; }
+  // What cuDNN answered the first time a problem of another routine (batch norm,
+  // pooling) was tried, so that a declined configuration is not retried every step.
+  // Key: the routine's own encoding of the problem; value: its own decision code.
+  std::map<std::array<int64_t, 8>, int>& cudnn_decisions() { return m_cudnn_decisions; }
 
   // Multiprocessor count of the device (for sizing persistent grids).
   int sm_count() const { return m_sm_count; }
@@ -80,6 +84,7 @@ class CudaBackend : public Context::BackendState {
   Tensor m_workspace;
   std::map<ConvAlgoKey, ConvAlgoChoice> m_conv_algorithms;
   std::map<MatmulKey, cublasLtMatmulAlgo_t> m_matmul_algorithms;
+  std::map<std::array<int64_t, 8>, int> m_cudnn_decisions;
 };
 
 // The CUDA backend state of `ctx` (which must be a CUDA context), created on first use.

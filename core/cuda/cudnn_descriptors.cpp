@@ -31,6 +31,10 @@ void TensorDescriptor::set_nhwc(cudnnDataType_t type, int n, int h, int w, int c
   COHORT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(m_desc, CUDNN_TENSOR_NHWC, type, n, c, h, w));
 }
 
+void TensorDescriptor::derive_batch_norm(const TensorDescriptor& x, cudnnBatchNormMode_t mode) {
+  COHORT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(m_desc, x.get(), mode));
+}
+
 FilterDescriptor::FilterDescriptor() {
   COHORT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&m_desc));
 }
@@ -55,6 +59,30 @@ void ConvolutionDescriptor::set_2d(int pad_h, int pad_w, int stride_h, int strid
 }
 void ConvolutionDescriptor::set_math_type(cudnnMathType_t math) {
   COHORT_CUDNN_CHECK(cudnnSetConvolutionMathType(m_desc, math));
+}
+
+ActivationDescriptor::ActivationDescriptor() {
+  COHORT_CUDNN_CHECK(cudnnCreateActivationDescriptor(&m_desc));
+}
+ActivationDescriptor::~ActivationDescriptor() {
+  if (m_desc) COHORT_CUDNN_CHECK_PRINT(cudnnDestroyActivationDescriptor(m_desc));
+}
+void ActivationDescriptor::set_relu() {
+  COHORT_CUDNN_CHECK(
+      cudnnSetActivationDescriptor(m_desc, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+}
+
+PoolingDescriptor::PoolingDescriptor() {
+  COHORT_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&m_desc));
+}
+PoolingDescriptor::~PoolingDescriptor() {
+  if (m_desc) COHORT_CUDNN_CHECK_PRINT(cudnnDestroyPoolingDescriptor(m_desc));
+}
+void PoolingDescriptor::set_2d(cudnnPoolingMode_t mode, bool propagate_nan, int kernel_h,
+                               int kernel_w, int pad_h, int pad_w, int stride_h, int stride_w) {
+  COHORT_CUDNN_CHECK(cudnnSetPooling2dDescriptor(
+      m_desc, mode, propagate_nan ? CUDNN_PROPAGATE_NAN : CUDNN_NOT_PROPAGATE_NAN, kernel_h,
+      kernel_w, pad_h, pad_w, stride_h, stride_w));
 }
 
 }  // namespace cohort::core::cuda

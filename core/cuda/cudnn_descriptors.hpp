@@ -22,6 +22,9 @@ class TensorDescriptor {
 
   // An NHWC tensor [n, h, w, c].
   void set_nhwc(cudnnDataType_t type, int n, int h, int w, int c);
+  // The per-channel descriptor batch normalisation derives from x's (scale, bias,
+  // statistics: f32 [1, C, 1, 1] for every floating x).
+  void derive_batch_norm(const TensorDescriptor& x, cudnnBatchNormMode_t mode);
   cudnnTensorDescriptor_t get() const { return m_desc; }
 
  private:
@@ -64,6 +67,37 @@ class ConvolutionDescriptor {
 
  private:
   cudnnConvolutionDescriptor_t m_desc = nullptr;
+};
+
+class ActivationDescriptor {
+ public:
+  ActivationDescriptor();
+  ~ActivationDescriptor();
+  ActivationDescriptor(const ActivationDescriptor&) = delete;
+  ActivationDescriptor& operator=(const ActivationDescriptor&) = delete;
+
+  // max(x, 0); NaN not propagated (as cuDNN's fused batch-norm expects).
+  void set_relu();
+  cudnnActivationDescriptor_t get() const { return m_desc; }
+
+ private:
+  cudnnActivationDescriptor_t m_desc = nullptr;
+};
+
+class PoolingDescriptor {
+ public:
+  PoolingDescriptor();
+  ~PoolingDescriptor();
+  PoolingDescriptor(const PoolingDescriptor&) = delete;
+  PoolingDescriptor& operator=(const PoolingDescriptor&) = delete;
+
+  // propagate_nan: a NaN in a max window wins (PyTorch's max pooling).
+  void set_2d(cudnnPoolingMode_t mode, bool propagate_nan, int kernel_h, int kernel_w, int pad_h,
+              int pad_w, int stride_h, int stride_w);
+  cudnnPoolingDescriptor_t get() const { return m_desc; }
+
+ private:
+  cudnnPoolingDescriptor_t m_desc = nullptr;
 };
 
 }  // namespace cohort::core::cuda

@@ -67,9 +67,19 @@ class StatsReducer {
   virtual void all_reduce_sum(Context& ctx, Tensor& values) = 0;
 };
 
+// Which implementation ran the forward; the backward must use the same one.
+enum class BatchNormPath : int {
+  kernels,      // own kernels (CPU, SyncBN, eval, or what cuDNN declined)
+  cudnn,        // cuDNN batch norm, then own add/ReLU epilogue
+  cudnn_fused,  // cuDNN's fused batch norm (+ add) + ReLU
+};
+
 struct BatchNormSaved {
   Tensor mean;    // f32 [C]: batch mean (train) or running mean (eval)
   Tensor invstd;  // f32 [C]: 1/sqrt(var + eps), biased batch var (train) or running var (eval)
+  BatchNormPath path = BatchNormPath::kernels;
+  Tensor reserve;  // u8: cuDNN's reserve space between forward and backward (cuDNN paths)
+  Tensor beta;     // cudnn_fused: the forward's beta (cuDNN's fused ReLU backward needs it)
 };
 
 struct BatchNormArgs {

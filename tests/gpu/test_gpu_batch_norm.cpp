@@ -2,9 +2,12 @@
 // statistics, running statistics), backward (dx, dgamma, dbeta, accumulate),
 // the fused relu and add+relu variants, evaluation mode, frozen parameters, a
 // large multi-block case with a large mean, and SyncBN through a fake reducer.
+// Training cases run twice: on cuDNN (where it accepts the configuration) and on
+// the own kernels.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "core/ops/cuda/batch_norm_cudnn.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/gpu/test_gpu_common.hpp"
 
@@ -13,7 +16,34 @@ namespace {
 
 using core::ops::BatchNormArgs;
 using core::ops::BatchNormGrads;
+using core::ops::BatchNormPath;
 using core::ops::BatchNormSaved;
+
+const char* path_name(BatchNormPath p) {
+  switch (p) {
+    case BatchNormPath::kernels:
+      return "own kernels";
+    case BatchNormPath::cudnn:
+      return "cuDNN + epilogue";
+    case BatchNormPath::cudnn_fused:
+      return "cuDNN fused";
+  }
+  return "?";
+}
+
+// Sets whether training batch norm tries cuDNN, restoring the setting on exit.
+class CudnnBatchNorm {
+ public:
+  explicit CudnnBatchNorm(bool use) : m_before(core::ops::cuda::cudnn_batch_norm_enabled()) {
+    core::ops::cuda::set_cudnn_batch_norm_enabled(use);
+  }
+  ~CudnnBatchNorm() { core::ops::cuda::set_cudnn_batch_norm_enabled(m_before); }
+  CudnnBatchNorm(const CudnnBatchNorm&) = delete;
+  CudnnBatchNorm& operator=(const CudnnBatchNorm&) = delete;
+
+ private:
+  bool m_before;
+};
 
 // BN parameters and running statistics, one copy per device.
 struct BnParams {
@@ -43,7 +73,7 @@ struct BnCase {
   bool training;
 };
 
-void check_batch_norm(const BnCase& c, DType dtype, uint64_t seed) {
+void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
   SCOPED_TRACE(fmt::format("batch norm x {} in [{}, {}) {}{}{} {}", c.x.str(), c.lo, c.hi,
                            c.relu ? "relu " : "", c.residual ? "residual " : "",
                            c.training ? "train" : "eval", name_of(dtype)));
@@ -76,6 +106,10 @@ void check_batch_norm(const BnCase& c, DType dtype, uint64_t seed) {
     y_gpu = core::ops::batch_norm_eval(gpu(), xg, pg.gamma, pg.beta, pg.running_mean,
                                        pg.running_var, args_gpu, saved_gpu);
   }
+  SCOPED_TRACE(path_name(saved_gpu.path));
+  if (!c.training || !core::ops::cuda::cudnn_batch_norm_enabled()) {
+    EXPECT_EQ(saved_gpu.path, BatchNormPath::kernels);
+  }
   expect_near("forward y", y_gpu, y_cpu, tol_for(dtype, kTightF32));
   expect_near("saved.mean", saved_gpu.mean, saved_cpu.mean, kStats);
   expect_near("saved.invstd", saved_gpu.invstd, saved_cpu.invstd, kStats);
@@ -107,6 +141,46 @@ void check_batch_norm(const BnCase& c, DType dtype, uint64_t seed) {
     if (c.residual && g_gpu.dresidual.defined())
       expect_near("backward dresidual", g_gpu.dresidual, g_cpu.dresidual,
                   tol_for(dtype, kTightF32));
+  }
+}
+
+void check_batch_norm(const BnCase& c, DType dtype, uint64_t seed) {
+  for (bool use_cudnn : {true, false}) {
+    SCOPED_TRACE(use_cudnn ? "cuDNN enabled" : "cuDNN disabled");
+    CudnnBatchNorm setting(use_cudnn);
+    check_batch_norm_once(c, dtype, seed);
+  }
+}
+
+// Training takes the cuDNN path for the configurations ResNets use (an f32 and an
+// f16 plain BN, and bf16 with add + ReLU, which prints the path it got), falls
+// back to the own kernels with a SyncBN reducer, and a backward after a cuDNN
+// forward reuses the forward's reserve space.
+TEST(GpuBatchNorm, TrainingRunsOnCudnnWhereItCan) {
+  CudnnBatchNorm setting(true);
+  struct Config {
+    DType dtype;
+    bool relu, residual, must_use_cudnn;
+  };
+  for (const Config& cfg :
+       {Config{DType::f32, false, false, true}, Config{DType::f16, false, false, true},
+        Config{DType::f16, true, true, true}, Config{DType::bf16, true, false, false},
+        Config{DType::bf16, true, true, false}}) {
+    const Shape xs{4, 6, 6, 64};
+    const Tensor x = to_gpu(random_cpu(xs, 1900, -1, 1, cfg.dtype), cfg.dtype);
+    BnParams pg = upload(make_params(64, 1901));
+    BatchNormArgs args;
+    args.relu = cfg.relu;
+    if (cfg.residual) args.residual = to_gpu(random_cpu(xs, 1902, -1, 1, cfg.dtype), cfg.dtype);
+    BatchNormSaved saved;
+    core::ops::batch_norm_train(gpu(), x, pg.gamma, pg.beta, pg.running_mean, pg.running_var, args,
+                                saved);
+    fmt::print("batch norm train {}{}{} -> {}\n", name_of(cfg.dtype), cfg.relu ? " relu" : "",
+               cfg.residual ? " residual" : "", path_name(saved.path));
+    if (cfg.must_use_cudnn) {
+      EXPECT_NE(saved.path, BatchNormPath::kernels)
+          << name_of(cfg.dtype) << (cfg.relu ? " relu" : "") << (cfg.residual ? " residual" : "");
+    }
   }
 }
 

@@ -1,9 +1,13 @@
 // Pooling and bilinear resize on CUDA against the CPU ops, forward and backward,
 // including padding, count_include_pad both ways, overlapping adaptive bins,
 // max-pool ties (the gradient must go to the same first maximum) and bf16/f16.
+// Pooling runs twice: with cuDNN enabled and with the own kernels only.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "core/ops/cuda/pooling_cudnn.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/gpu/test_gpu_common.hpp"
 
@@ -34,7 +38,21 @@ std::string geometry_str(const PoolGeometry& g) {
                      g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.count_include_pad);
 }
 
-void check_pools(const Tensor& x, DType d, uint64_t seed) {
+// Sets whether pooling tries cuDNN, restoring the setting on exit.
+class CudnnPooling {
+ public:
+  explicit CudnnPooling(bool use) : m_before(core::ops::cuda::cudnn_pooling_enabled()) {
+    core::ops::cuda::set_cudnn_pooling_enabled(use);
+  }
+  ~CudnnPooling() { core::ops::cuda::set_cudnn_pooling_enabled(m_before); }
+  CudnnPooling(const CudnnPooling&) = delete;
+  CudnnPooling& operator=(const CudnnPooling&) = delete;
+
+ private:
+  bool m_before;
+};
+
+void check_pools_once(const Tensor& x, DType d, uint64_t seed) {
   for (const PoolGeometry& g : geometries()) {
     SCOPED_TRACE(fmt::format("{} x {} {}", geometry_str(g), x.shape().str(), name_of(d)));
     const Tensor xg = to_gpu(x, d);
@@ -52,6 +70,30 @@ void check_pools(const Tensor& x, DType d, uint64_t seed) {
     expect_near("avg_pool2d_backward",
                 core::ops::avg_pool2d_backward(gpu(), to_gpu(dy, d), x.shape(), g),
                 core::ops::avg_pool2d_backward(cpu(), dy, x.shape(), g), tol);
+  }
+}
+
+void check_pools(const Tensor& x, DType d, uint64_t seed) {
+  for (bool use_cudnn : {true, false}) {
+    SCOPED_TRACE(use_cudnn ? "cuDNN enabled" : "cuDNN disabled");
+    CudnnPooling setting(use_cudnn);
+    check_pools_once(x, d, seed);
+  }
+}
+
+// A NaN inside a max window wins on both devices (PyTorch propagates it).
+TEST(GpuPool, MaxPoolPropagatesNan) {
+  std::vector<double> v(1 * 4 * 4 * 2, 1.0);
+  v[2 * 5] = std::nan("");  // (h 1, w 1, c 0)
+  const Tensor x = Tensor::from_vector(v, Shape{1, 4, 4, 2}, DType::f32);
+  for (bool use_cudnn : {true, false}) {
+    SCOPED_TRACE(use_cudnn ? "cuDNN enabled" : "cuDNN disabled");
+    CudnnPooling setting(use_cudnn);
+    const std::vector<double> y =
+        to_cpu_f32(core::ops::max_pool2d(gpu(), to_gpu(x), pool(2, 2, 0))).to_vector();
+    ASSERT_EQ(y.size(), 8u);
+    EXPECT_TRUE(std::isnan(y[0])) << "window (0, 0) channel 0 holds the NaN";
+    EXPECT_EQ(y[1], 1.0);
   }
 }
 

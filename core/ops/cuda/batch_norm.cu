@@ -1,8 +1,9 @@
-// Batch normalisation over N, H, W per channel (NHWC, x viewed as [rows, C]) with
-// own kernels rather than cuDNN: the fused add+relu variants, SyncBN's cross-rank
-// statistics and the CPU's saved-statistics semantics (mean, 1/sqrt(var_biased+eps))
-// all fit one small set of kernels, and nothing has to be kept between forward and
-// backward beyond BatchNormSaved.
+// Batch normalisation over N, H, W per channel (NHWC, x viewed as [rows, C]).
+// Training on a rank's own statistics goes to cuDNN first (batch_norm_cudnn.cpp:
+// persistent NHWC kernels, batch norm + add + ReLU fused where cuDNN offers it);
+// these own kernels cover the rest: SyncBN's cross-rank statistics, evaluation
+// with a fused add+ReLU in one pass, and whatever cuDNN declines. Both keep the
+// CPU's saved-statistics semantics (mean, 1/sqrt(var_biased + eps)).
 //
 // Reductions are deterministic: each block of 32 channels x 8 row-lanes writes its
 // partial sums, and one thread per channel adds the partials in a fixed order (in
@@ -10,6 +11,7 @@
 // variance does not suffer from cancellation when |mean| >> std.
 #include <string>
 
+#include "core/ops/cuda/batch_norm_cudnn.hpp"
 #include "core/ops/cuda/common.cuh"
 #include "core/ops/cuda/cuda_ops.hpp"
 
@@ -273,6 +275,19 @@ const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw()) : nullptr;
 }
 
+// cuDNN's plain batch norm leaves y = bn(x); this adds the residual and/or ReLU.
+template <typename T>
+__global__ void epilogue_kernel(T* __restrict__ y, const T* __restrict__ residual, int64_t n,
+                                bool relu) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float v = to_f32(y[i]);
+    if (residual != nullptr) v += to_f32(residual[i]);
+    if (relu) v = v > 0.f ? v : 0.f;
+    y[i] = from_f32<T>(v);
+  }
+}
+
 Tensor normalize(Context& ctx, const char* op, const Tensor& x, const Tensor& gamma,
                  const Tensor& beta, const BatchNormArgs& args, const BatchNormSaved& saved) {
   const int64_t c = channels_of(x), rows = rows_of(x);
@@ -292,6 +307,18 @@ Tensor normalize(Context& ctx, const char* op, const Tensor& x, const Tensor& ga
 
 }  // namespace
 
+void batch_norm_epilogue(Context& ctx, Tensor& y, const Tensor& residual, bool relu) {
+  const char* op = "batch_norm_train (epilogue)";
+  if (residual.defined()) check_like_x(op, "residual", residual, y);
+  if (y.numel() == 0) return;
+  dispatch_float(op, "y", y, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    epilogue_kernel<<<grid_for(y.numel()), kThreads, 0, ctx.stream()>>>(
+        static_cast<T*>(y.raw()), ptr_or_null<T>(residual), y.numel(), relu);
+    COHORT_CUDA_LAUNCH_CHECK();
+  });
+}
+
 Tensor batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                         Tensor& running_mean, Tensor& running_var, const BatchNormArgs& args,
                         BatchNormSaved& saved) {
@@ -307,7 +334,14 @@ Tensor batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma, cons
   if (c == 0 || (args.reducer == nullptr ? rows < 2 : rows < 1))
     COHORT_FAIL(std::string(op) + ": training needs more than one value per channel, got x " +
                 x.str());
+  if (args.reducer == nullptr && cudnn_batch_norm_enabled()) {
+    Tensor y = cudnn_batch_norm_train(ctx, x, gamma, beta, running_mean, running_var, args, saved);
+    if (y.defined()) return y;
+  }
 
+  saved.path = BatchNormPath::kernels;
+  saved.reserve = Tensor();
+  saved.beta = Tensor();
   saved.mean = new_tensor(ctx, Shape{c}, DType::f32);
   saved.invstd = new_tensor(ctx, Shape{c}, DType::f32);
   const ReduceGrid rg = reduce_grid(rows, c);
@@ -355,6 +389,9 @@ Tensor batch_norm_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const
   check_param(op, "beta", ctx, beta, c);
   check_param(op, "running_mean", ctx, running_mean, c);
   check_param(op, "running_var", ctx, running_var, c);
+  saved.path = BatchNormPath::kernels;
+  saved.reserve = Tensor();
+  saved.beta = Tensor();
   saved.mean = new_tensor(ctx, Shape{c}, DType::f32);
   saved.invstd = new_tensor(ctx, Shape{c}, DType::f32);
   if (c > 0) {
@@ -384,6 +421,12 @@ BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor&
     if (!y.defined())
       COHORT_FAIL(std::string(op) + ": the forward output y is needed with relu=true");
     check_like_x(op, "y", y, x);
+  }
+  if (saved.path != BatchNormPath::kernels) {
+    if (!training)
+      COHORT_FAIL(std::string(op) + ": a cuDNN training forward needs the training backward (x " +
+                  x.str() + ")");
+    return cudnn_batch_norm_backward(ctx, dy, x, y, gamma, saved, args, dgamma, dbeta, accumulate);
   }
 
   BatchNormGrads grads;

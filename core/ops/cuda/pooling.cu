@@ -1,4 +1,6 @@
-// Max, average and adaptive-average pooling on NHWC tensors with own kernels.
+// Max, average and adaptive-average pooling on NHWC tensors. Max/average forward
+// and average backward try cuDNN first (pooling_cudnn.cpp); these own kernels run
+// what cuDNN declines, adaptive pooling, and max-pool backward (see below).
 // Forward: one thread per output element. Backward gathers (one thread per input
 // element, summing over the windows that contain it), so no atomics are needed and
 // the result is deterministic. Max pooling recomputes each window's first maximum
@@ -9,6 +11,7 @@
 
 #include "core/ops/cuda/common.cuh"
 #include "core/ops/cuda/cuda_ops.hpp"
+#include "core/ops/cuda/pooling_cudnn.hpp"
 
 namespace cohort::core::ops::cuda {
 namespace {
@@ -251,7 +254,10 @@ Tensor max_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
   const char* op = "max_pool2d";
   check_nhwc(op, "x", x);
   check_window(op, x.shape(), g);
-  Tensor y = new_tensor(ctx, pool2d_output_shape(x.shape(), g), x.dtype());
+  const Shape y_shape = pool2d_output_shape(x.shape(), g);
+  if (y_shape.numel() > 0)
+    if (Tensor y = cudnn_pool_forward(ctx, x, g, /*max=*/true, y_shape); y.defined()) return y;
+  Tensor y = new_tensor(ctx, y_shape, x.dtype());
   const int64_t total = y.numel();
   if (total == 0) return y;
   dispatch_float(op, "x", x, [&](auto tag) {
@@ -300,7 +306,10 @@ Tensor avg_pool2d(Context& ctx, const Tensor& x, const PoolGeometry& g) {
   const char* op = "avg_pool2d";
   check_nhwc(op, "x", x);
   check_window(op, x.shape(), g);
-  Tensor y = new_tensor(ctx, pool2d_output_shape(x.shape(), g), x.dtype());
+  const Shape y_shape = pool2d_output_shape(x.shape(), g);
+  if (y_shape.numel() > 0)
+    if (Tensor y = cudnn_pool_forward(ctx, x, g, /*max=*/false, y_shape); y.defined()) return y;
+  Tensor y = new_tensor(ctx, y_shape, x.dtype());
   const int64_t total = y.numel();
   if (total == 0) return y;
   dispatch_float(op, "x", x, [&](auto tag) {
@@ -320,6 +329,8 @@ Tensor avg_pool2d_backward(Context& ctx, const Tensor& dy, const Shape& x_shape,
   check_window(op, x_shape, g);
   if (x_shape.rank() != 4 || dy.shape() != pool2d_output_shape(x_shape, g))
     COHORT_FAIL(std::string(op) + ": dy " + dy.str() + " does not match x shape " + x_shape.str());
+  if (x_shape.numel() > 0 && dy.numel() > 0)
+    if (Tensor dx = cudnn_avg_pool_backward(ctx, dy, x_shape, g); dx.defined()) return dx;
   Tensor dx = new_tensor(ctx, x_shape, dy.dtype());
   const int64_t total = dx.numel();
   if (total == 0) return dx;
