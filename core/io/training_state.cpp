@@ -45,9 +45,10 @@ void save_training_checkpoint(const std::string& path, nn::Graph& graph,
   data.integers["rng_seed"] = static_cast<int64_t>(ctx.seed());
   data.integers["rng_offset"] = static_cast<int64_t>(ctx.rng_offset());
   if (scaler != nullptr && scaler->enabled()) {
-    data.reals["loss_scale"] = scaler->state().scale;
-    data.integers["loss_scale_growth_tracker"] = scaler->state().growth_tracker;
-    data.integers["loss_scale_skipped_steps"] = scaler->state().skipped_steps;
+    const optim::LossScalerState scaler_state = scaler->state(ctx);
+    data.reals["loss_scale"] = scaler_state.scale;
+    data.integers["loss_scale_growth_tracker"] = scaler_state.growth_tracker;
+    data.integers["loss_scale_skipped_steps"] = scaler_state.skipped_steps;
   }
   data.strings["config"] = progress.config;
   data.strings["optimizer"] = optimizer.config().kind;

@@ -114,6 +114,38 @@ void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
   if (bad) found_non_finite.data<float>()[0] = 1.0f;
 }
 
+namespace {
+// The CPU twin of kernels_cuda.cu's loss_scale_kernel.
+void apply_loss_scale_rule(float* values, int64_t* counters, const LossScaleRule& rule) {
+  const bool overflow = values[2] != 0.0f;
+  double scale = values[0];
+  if (overflow) {
+    scale *= rule.backoff_factor;
+    counters[0] = 0;
+    counters[1] += 1;
+  } else if (++counters[0] >= rule.growth_interval) {
+    scale *= rule.growth_factor;
+    counters[0] = 0;
+  }
+  values[0] = static_cast<float>(scale);
+  values[1] = static_cast<float>(1.0 / scale);
+  values[3] = overflow ? 1.0f : 0.0f;
+  values[2] = 0.0f;
+}
+}  // namespace
+
+void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const LossScaleRule& rule) {
+  check_flat_f32("update_loss_scale", "values", values, 4);
+  COHORT_CHECK(counters.dtype() == DType::i64 && counters.numel() == 2 &&
+                   counters.device() == values.device(),
+               fmt::format("update_loss_scale: counters must be i64[2] on {}, got {}",
+                           values.device().str(), counters.str()));
+#ifdef COHORT_WITH_CUDA
+  if (values.device().is_cuda()) return cuda::update_loss_scale(ctx, values, counters, rule);
+#endif
+  apply_loss_scale_rule(values.data<float>(), counters.data<int64_t>(), rule);
+}
+
 Tensor sum_of_squares(Context& ctx, const Tensor& x) {
   COHORT_CHECK(x.dtype() == DType::f32,
                fmt::format("sum_of_squares: expects f32, got {}", x.str()));

@@ -50,6 +50,19 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
                        Tensor& found_non_finite);
 
+// Dynamic loss scaling's update, on the buffers' device (no host read):
+//   values (f32 [4]): scale, 1/scale, found_non_finite, last_step_skipped
+//   counters (i64 [2]): clean steps since the last change, skipped steps
+// On found_non_finite: scale *= backoff, tracker = 0, skipped += 1; otherwise the
+// tracker counts up and scale *= growth once it reaches growth_interval. Then
+// last_step_skipped = found_non_finite and found_non_finite = 0.
+struct LossScaleRule {
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int64_t growth_interval = 2000;
+};
+void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const LossScaleRule& rule);
+
 // Sum of squares of an f32 buffer as a 1-element f32 tensor (global grad-norm).
 Tensor sum_of_squares(Context& ctx, const Tensor& x);
 

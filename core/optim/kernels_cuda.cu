@@ -170,6 +170,25 @@ const float* skip_ptr(const char* op, const Context& ctx, const Tensor& skip) {
   return skip.data<float>();
 }
 
+// One thread: the whole loss-scale update stays on the device (kernels.hpp).
+__global__ void loss_scale_kernel(float* values, int64_t* counters, double growth, double backoff,
+                                  int64_t interval) {
+  const bool overflow = values[2] != 0.0f;
+  double scale = values[0];
+  if (overflow) {
+    scale *= backoff;
+    counters[0] = 0;
+    counters[1] += 1;
+  } else if (++counters[0] >= interval) {
+    scale *= growth;
+    counters[0] = 0;
+  }
+  values[0] = static_cast<float>(scale);
+  values[1] = static_cast<float>(1.0 / scale);
+  values[3] = overflow ? 1.0f : 0.0f;
+  values[2] = 0.0f;
+}
+
 unsigned blocks_for(int64_t n) {
   return ops::cuda::grid_for(n, kThreads);
 }
@@ -229,6 +248,16 @@ void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
   if (n == 0) return;
   unscale_kernel<<<blocks_for(n), kThreads, 0, ctx.stream()>>>(
       grads.data<float>(), n, inv_scale.data<float>(), found_non_finite.data<float>());
+  COHORT_CUDA_LAUNCH_CHECK();
+}
+
+void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const LossScaleRule& rule) {
+  const char* op = "update_loss_scale";
+  check_f32(op, "values", ctx, values, 4);
+  ops::cuda::require_on_device(op, "counters", ctx, counters);
+  loss_scale_kernel<<<1, 1, 0, ctx.stream()>>>(values.data<float>(), counters.data<int64_t>(),
+                                               rule.growth_factor, rule.backoff_factor,
+                                               rule.growth_interval);
   COHORT_CUDA_LAUNCH_CHECK();
 }
 

@@ -20,6 +20,8 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
                        Tensor& found_non_finite);
 
+void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const LossScaleRule& rule);
+
 Tensor sum_of_squares(Context& ctx, const Tensor& x);
 
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor);

@@ -2,7 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "core/ops/ops.hpp"
+#include <vector>
+
 #include "core/optim/kernels.hpp"
 
 namespace cohort::core::optim {
@@ -15,23 +16,26 @@ LossScaler::LossScaler(const LossScalerConfig& config, Device device)
                            "interval {})",
                            config.init_scale, config.growth_factor, config.backoff_factor,
                            config.growth_interval));
-  m_state.scale = config.enabled ? config.init_scale : 1.0;
   Context ctx(device);
-  upload(ctx);
+  set_state(ctx, LossScalerState{config.enabled ? config.init_scale : 1.0, 0, 0});
   ctx.synchronize();
 }
 
-void LossScaler::upload(Context& ctx) {
-  auto scalar = [&](double v) {
-    Tensor t = Tensor::empty(Shape{1}, DType::f32, m_device, ctx.stream());
-    ops::fill(ctx, t, v);
-    return t;
-  };
-  m_seed = scalar(m_state.scale);
-  if (m_config.enabled) {
-    m_inv = scalar(1.0 / m_state.scale);
-    m_found = scalar(0.0);
-  }
+void LossScaler::set_state(Context& ctx, const LossScalerState& state) {
+  COHORT_CHECK(state.scale > 0 && state.growth_tracker >= 0 && state.skipped_steps >= 0,
+               fmt::format("LossScaler: invalid state (scale {}, growth tracker {}, skipped {})",
+                           state.scale, state.growth_tracker, state.skipped_steps));
+  const double scale = m_config.enabled ? state.scale : 1.0;
+  // Stream-ordered uploads from host vectors: later kernels on ctx's stream see them.
+  m_values = Tensor::from_vector({scale, 1.0 / scale, 0.0, 0.0}, Shape{4}, DType::f32)
+                 .to(m_device, ctx.stream());
+  m_counters = Tensor::from_vector({static_cast<double>(state.growth_tracker),
+                                    static_cast<double>(state.skipped_steps)},
+                                   Shape{2}, DType::i64)
+                   .to(m_device, ctx.stream());
+  m_seed = m_values.flat(0, 1);
+  m_inv = m_config.enabled ? m_values.flat(1, 1) : Tensor();
+  m_found = m_config.enabled ? m_values.flat(2, 1) : Tensor();
 }
 
 void LossScaler::unscale(Context& ctx, Tensor& grads) {
@@ -39,26 +43,20 @@ void LossScaler::unscale(Context& ctx, Tensor& grads) {
   unscale_and_check(ctx, grads, m_inv, m_found);
 }
 
-bool LossScaler::update(Context& ctx) {
-  if (!m_config.enabled) return false;
-  const bool overflow = m_found.item(ctx.stream()) != 0.0;
-  if (overflow) {
-    m_state.scale *= m_config.backoff_factor;
-    m_state.growth_tracker = 0;
-    ++m_state.skipped_steps;
-  } else if (++m_state.growth_tracker >= m_config.growth_interval) {
-    m_state.scale *= m_config.growth_factor;
-    m_state.growth_tracker = 0;
-  }
-  ops::fill(ctx, m_seed, m_state.scale);
-  ops::fill(ctx, m_inv, 1.0 / m_state.scale);
-  ops::fill(ctx, m_found, 0.0);
-  return overflow;
+void LossScaler::update(Context& ctx) {
+  if (!m_config.enabled) return;
+  update_loss_scale(ctx, m_values, m_counters,
+                    {m_config.growth_factor, m_config.backoff_factor, m_config.growth_interval});
 }
 
-void LossScaler::set_state(Context& ctx, const LossScalerState& state) {
-  m_state = state;
-  upload(ctx);
+LossScalerState LossScaler::state(const Context& ctx) const {
+  const std::vector<double> v = m_values.to_vector(ctx.stream());
+  const std::vector<double> c = m_counters.to_vector(ctx.stream());
+  return {v[0], static_cast<int64_t>(c[0]), static_cast<int64_t>(c[1])};
+}
+
+bool LossScaler::last_step_skipped(const Context& ctx) const {
+  return m_values.flat(3, 1).item(ctx.stream()) != 0.0;
 }
 
 }  // namespace cohort::core::optim

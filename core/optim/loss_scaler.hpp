@@ -3,8 +3,8 @@
 // seeded with `scale`; after backward the gradients are unscaled and checked for
 // inf/NaN on the device; the optimizer step is skipped through the device flag;
 // then the scale backs off on overflow or grows after `growth_interval` clean steps.
-// update() reads one 4-byte flag from the device: the only host read of a step,
-// placed after the optimizer has been queued.
+// The whole state lives on the device and update() is one kernel, so a step has
+// no host read; state() and last_step_skipped() read it back (checkpoints, logs).
 #include <cstdint>
 
 #include "core/context.hpp"
@@ -38,18 +38,25 @@ class LossScaler {
   void unscale(Context& ctx, Tensor& grads);
   // Device flag for Optimizer::step (undefined when disabled).
   const Tensor& skip_flag() const { return m_found; }
-  // Adjusts the scale; returns true when this step overflowed (and was skipped).
-  bool update(Context& ctx);
+  // Adjusts the scale on the device (queued on ctx's stream; no host read) and
+  // clears the flag for the next step. With data parallelism the flag must be the
+  // same on every rank first (gradients all-reduced before unscale(), or the flag
+  // summed over ranks, as ZeRO stages 2/3 do).
+  void update(Context& ctx);
 
-  const LossScalerState& state() const { return m_state; }
+  // Read back from the device (synchronises ctx's stream): for checkpoints and logs.
+  LossScalerState state(const Context& ctx) const;
+  // Whether the step last passed to update() overflowed and was skipped.
+  bool last_step_skipped(const Context& ctx) const;
   void set_state(Context& ctx, const LossScalerState& state);
 
  private:
-  void upload(Context& ctx);
-
   LossScalerConfig m_config;
-  LossScalerState m_state;
   Device m_device;
+  // f32 [4]: scale (the seed), 1/scale, found_non_finite, last_step_skipped;
+  // views of it are what seed(), unscale() and skip_flag() hand out.
+  Tensor m_values;
+  Tensor m_counters;  // i64 [2]: growth tracker, skipped steps
   Tensor m_seed, m_inv, m_found;
 };
 

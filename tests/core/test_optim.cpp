@@ -182,28 +182,49 @@ TEST(LossScaler, BacksOffOnOverflowGrowsAfterTheIntervalAndRestores) {
   Tensor grads = Tensor::from_vector({2048.0, -1024.0}, Shape{2});
   scaler.unscale(ctx, grads);
   EXPECT_EQ(grads.to_vector(), (std::vector<double>{2.0, -1.0}));
-  EXPECT_FALSE(scaler.update(ctx));
+  scaler.update(ctx);
+  EXPECT_FALSE(scaler.last_step_skipped(ctx));
 
   Tensor bad = Tensor::from_vector({INFINITY, 1.0}, Shape{2});
   scaler.unscale(ctx, bad);
   EXPECT_EQ(scaler.skip_flag().item(), 1.0);
-  EXPECT_TRUE(scaler.update(ctx));
-  EXPECT_EQ(scaler.state().scale, 512.0);
-  EXPECT_EQ(scaler.state().skipped_steps, 1);
+  scaler.update(ctx);
+  EXPECT_TRUE(scaler.last_step_skipped(ctx));
+  EXPECT_EQ(scaler.state(ctx).scale, 512.0);
+  EXPECT_EQ(scaler.state(ctx).growth_tracker, 0);
+  EXPECT_EQ(scaler.state(ctx).skipped_steps, 1);
   EXPECT_EQ(scaler.skip_flag().item(), 0.0) << "flag is cleared for the next step";
+  EXPECT_EQ(scaler.seed().item(), 512.0) << "the seed handed out earlier follows the scale";
 
   for (int i = 0; i < 2; ++i) {
     Tensor g = Tensor::from_vector({1.0}, Shape{1});
     scaler.unscale(ctx, g);
-    EXPECT_FALSE(scaler.update(ctx));
+    EXPECT_EQ(g.item(), 1.0 / 512.0);
+    scaler.update(ctx);
+    EXPECT_FALSE(scaler.last_step_skipped(ctx));
   }
-  EXPECT_EQ(scaler.state().scale, 1024.0);
+  EXPECT_EQ(scaler.state(ctx).scale, 1024.0);
+  EXPECT_EQ(scaler.state(ctx).growth_tracker, 0);
   EXPECT_EQ(scaler.seed().item(), 1024.0);
 
   LossScaler restored(c, Device::cpu());
   restored.set_state(ctx, LossScalerState{256.0, 1, 3});
   EXPECT_EQ(restored.seed().item(), 256.0);
-  EXPECT_EQ(restored.state().skipped_steps, 3);
+  EXPECT_EQ(restored.state(ctx).growth_tracker, 1);
+  EXPECT_EQ(restored.state(ctx).skipped_steps, 3);
+  restored.update(ctx);  // a clean step completes the interval of 2
+  EXPECT_EQ(restored.state(ctx).scale, 512.0);
+  EXPECT_THROW(restored.set_state(ctx, LossScalerState{-1.0, 0, 0}), Error);
+}
+
+TEST(LossScaler, DisabledSeedsWithOneAndNeverChanges) {
+  LossScalerConfig c;  // enabled = false
+  LossScaler scaler(c, Device::cpu());
+  Context ctx;
+  EXPECT_EQ(scaler.seed().item(), 1.0);
+  EXPECT_FALSE(scaler.skip_flag().defined());
+  scaler.update(ctx);
+  EXPECT_EQ(scaler.state(ctx).scale, 1.0);
 }
 
 }  // namespace

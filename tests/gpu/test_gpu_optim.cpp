@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "core/optim/kernels_cuda.hpp"
+#include "core/optim/loss_scaler.hpp"
 #include "tests/gpu/test_gpu_common.hpp"
 
 namespace cohort::gputest {
@@ -180,6 +181,36 @@ TEST(GpuOptim, UnscaleAndCheck) {
   Tensor g2 = to_gpu(g0);
   gpu_optim::unscale_and_check(gpu(), g2, inv, f);
   EXPECT_EQ(values(f)[0], 1.0);
+}
+
+// The loss scaler's update runs on the device and follows the same rule as the
+// CPU: back off on overflow, grow after the interval, seed/inverse/flag in step.
+TEST(GpuOptim, LossScalerUpdatesOnTheDevice) {
+  core::optim::LossScalerConfig c;
+  c.enabled = true;
+  c.init_scale = 1024;
+  c.growth_interval = 2;
+  core::optim::LossScaler scaler(c, gpu().device());
+  core::optim::LossScaler host(c, Device::cpu());
+  Context host_ctx;
+  const std::vector<std::vector<double>> steps = {{1.0, 2.0}, {INFINITY, 1.0}, {1.0}, {1.0},
+                                                  {NAN},      {3.0},           {3.0}};
+  for (const std::vector<double>& values_of_step : steps) {
+    Tensor g = to_gpu(from_host(values_of_step));
+    Tensor gh = from_host(values_of_step);
+    scaler.unscale(gpu(), g);
+    host.unscale(host_ctx, gh);
+    scaler.update(gpu());
+    host.update(host_ctx);
+    const core::optim::LossScalerState a = scaler.state(gpu()), b = host.state(host_ctx);
+    EXPECT_EQ(a.scale, b.scale);
+    EXPECT_EQ(a.growth_tracker, b.growth_tracker);
+    EXPECT_EQ(a.skipped_steps, b.skipped_steps);
+    EXPECT_EQ(scaler.last_step_skipped(gpu()), host.last_step_skipped(host_ctx));
+    EXPECT_EQ(values(scaler.seed())[0], a.scale);
+    EXPECT_EQ(values(scaler.skip_flag())[0], 0.0);
+  }
+  EXPECT_EQ(scaler.state(gpu()).skipped_steps, 2);
 }
 
 TEST(GpuOptim, SumOfSquaresAndScaleBy) {
