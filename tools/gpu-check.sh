@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One-shot check on a GPU host (no network): builds the CUDA backend for sm_90,
-# runs the gpu-labelled tests, the Fashion-MNIST demo on the GPU, and the
-# ResNet-50 stack benchmark next to PyTorch eager. Logs go to $OUT (or ./gpu-out).
+# runs the gpu-labelled tests, the Fashion-MNIST demo on the GPU, the ResNet-50
+# stack benchmark (cuDNN batch norm/pooling, then the own kernels, with a
+# per-layer profile) next to PyTorch eager, and the data-loader benchmark next to
+# PyTorch's DataLoader. Logs go to $OUT (or ./gpu-out).
 #   tools/gpu-check.sh [fashion-mnist-dir]
+# SKIP_DEMO=1, SKIP_BENCH=1, SKIP_DATA=1 leave parts out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -28,10 +31,21 @@ if [[ "${SKIP_DEMO:-0}" != 1 ]]; then
 fi
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   timeout 120 build/gpu/launch/cohort bench stack --device cuda:0 --batch 256 --dtype bf16 \
-    --iters 20 > "$out/bench-cohort.log" 2>&1
-  log "cohort: $(tail -2 "$out/bench-cohort.log" | tr '\n' ' ')"
+    --iters 20 --profile 2 > "$out/bench-cohort.log" 2>&1
+  log "cohort (cuDNN BN/pool): $(grep -E 'ms|step' "$out/bench-cohort.log" | head -3 | tr '\n' ' ')"
+  COHORT_BATCHNORM=kernels COHORT_POOLING=kernels timeout 120 build/gpu/launch/cohort bench stack \
+    --device cuda:0 --batch 256 --dtype bf16 --iters 20 --profile 2 > "$out/bench-cohort-kernels.log" 2>&1
+  log "cohort (own BN/pool): $(grep -E 'ms|step' "$out/bench-cohort-kernels.log" | head -3 | tr '\n' ' ')"
   timeout 120 python3 tools/bench_torch_stack.py --batch 256 --dtype bf16 --iters 20 \
     > "$out/bench-torch.log" 2>&1
   log "torch: $(tail -2 "$out/bench-torch.log" | tr '\n' ' ')"
+fi
+if [[ "${SKIP_DATA:-0}" != 1 ]]; then
+  timeout 240 build/gpu/launch/cohort bench data --dir /tmp/cohort-bench-data --max-threads 16 \
+    > "$out/bench-data.log" 2>&1
+  log "data: $(tail -8 "$out/bench-data.log" | tr '\n' ' ')"
+  timeout 180 python3 tools/bench_torch_dataloader.py --frames /tmp/cohort-bench-data/frames \
+    --workers 16 > "$out/bench-data-torch.log" 2>&1
+  log "torch data: $(tail -2 "$out/bench-data-torch.log" | tr '\n' ' ')"
 fi
 log "total: $(( $(date +%s) - start )) s"
