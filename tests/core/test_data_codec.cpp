@@ -120,7 +120,8 @@ TEST(DataChecksum, Fletcher32MatchesWhatHdf5Stores) {
   const std::string path = tmp.file("f.h5");
   const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   ASSERT_GE(f, 0);
-  for (hsize_t len : {1ull, 2ull, 3ull, 719ull, 720ull, 721ull, 4097ull}) {
+  for (hsize_t len : {1ull, 2ull, 3ull, 511ull, 512ull, 513ull, 719ull, 720ull, 721ull, 4097ull,
+                      100003ull, (1ull << 20) + 1}) {
     for (int fill : {-1, 0xff, 0}) {  // -1: pattern; all-0xff exercises the 0xffff fold
       std::vector<uint8_t> data = fill < 0 ? pattern_bytes(len, static_cast<uint32_t>(len))
                                            : std::vector<uint8_t>(len, uint8_t(fill));
