@@ -51,6 +51,8 @@ double time_collective(Communicator& comm, CollectiveOp op, const Tensor& a, con
         return comm.reduce_scatter(a, b, ReduceOp::sum, ctx.stream());
       case CollectiveOp::all_gather:
         return comm.all_gather(a, b, ctx.stream());
+      case CollectiveOp::reduce:
+        return comm.reduce(a, 0, ReduceOp::sum, ctx.stream());
       case CollectiveOp::broadcast:
         return comm.broadcast(a, 0, ctx.stream());
       case CollectiveOp::barrier:
@@ -81,9 +83,20 @@ double time_collective(Communicator& comm, CollectiveOp op, const Tensor& a, con
   return std::chrono::duration<double>(t1 - t0).count() / std::max(options.iters, 1);
 }
 
+const char* bus_factor_text(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::all_reduce:
+      return "2(n-1)/n";
+    case CollectiveOp::reduce_scatter:
+    case CollectiveOp::all_gather:
+      return "(n-1)/n";
+    default:
+      return "1";
+  }
+}
+
 void print_header(std::FILE* out, CollectiveOp op) {
-  fmt::print(out, "#\n# {} (busbw = algbw * {})\n", op_name(op),
-             op == CollectiveOp::all_reduce ? "2(n-1)/n" : "(n-1)/n");
+  fmt::print(out, "#\n# {} (busbw = algbw * {})\n", op_name(op), bus_factor_text(op));
   fmt::print(out, "# {:>10}  {:>12}  {:>8}  {:>6}  {:>8}  {:>6}  {:>6}\n", "size", "count", "type",
              "redop", "time", "algbw", "busbw");
   fmt::print(out, "# {:>10}  {:>12}  {:>8}  {:>6}  {:>8}  {:>6}  {:>6}\n", "(B)", "(elements)", "",

@@ -1,14 +1,17 @@
 #pragma once
 // `cohort bench comm`: collective bandwidth in the layout of nccl-tests, so
 // numbers can be put side by side with all_reduce_perf & co.
-//   size   bytes of the whole buffer (all_reduce: the tensor; reduce_scatter:
-//          the input; all_gather: the output), doubling from min to max
+//   size   bytes of the whole buffer (all_reduce, reduce: the tensor;
+//          reduce_scatter: the input; all_gather: the output), doubling from
+//          min to max
 //   count  elements of that buffer (a multiple of the world size for
 //          reduce_scatter and all_gather)
 //   time   mean microseconds per collective (the slowest rank's mean)
 //   algbw  size / time
 //   busbw  algbw * 2(n-1)/n for all_reduce, * (n-1)/n for reduce_scatter and
-//          all_gather: the traffic each link carries, comparable across n
+//          all_gather, * 1 for reduce (root 0; not in the default sweep, add
+//          CollectiveOp::reduce to `ops`): the traffic each link carries,
+//          comparable across n
 // Collective over MPI_COMM_WORLD; uses the process's MpiSession (or starts one).
 #include <cstdint>
 #include <cstdio>

@@ -20,6 +20,8 @@ const char* op_name(CollectiveOp op) {
       return "broadcast";
     case CollectiveOp::barrier:
       return "barrier";
+    case CollectiveOp::reduce:
+      return "reduce";
   }
   return "unknown collective";
 }
@@ -37,6 +39,9 @@ std::string CollectiveInfo::str() const {
     case CollectiveOp::broadcast:
       return fmt::format("broadcast #{} ({}, count {}, root {})", sequence, core::dtype_name(dtype),
                          count, root);
+    case CollectiveOp::reduce:
+      return fmt::format("reduce #{} ({}, count {}, {}, root {})", sequence,
+                         core::dtype_name(dtype), count, reduce_name(reduce), root);
     default:
       return fmt::format("{} #{} ({}, count {}, {})", op_name(op), sequence,
                          core::dtype_name(dtype), count, reduce_name(reduce));

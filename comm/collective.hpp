@@ -9,7 +9,18 @@
 
 namespace cohort::comm {
 
-enum class CollectiveOp : uint8_t { all_reduce, reduce_scatter, all_gather, broadcast, barrier };
+enum class CollectiveOp : uint8_t {
+  all_reduce,
+  reduce_scatter,
+  all_gather,
+  broadcast,
+  barrier,
+  reduce,
+};
+// How many CollectiveOp values there are (for per-op tables).
+inline constexpr int kCollectiveOpCount = 6;
+static_assert(static_cast<int>(CollectiveOp::reduce) + 1 == kCollectiveOpCount,
+              "kCollectiveOpCount must follow the last CollectiveOp");
 enum class ReduceOp : uint8_t { sum, average };
 
 const char* op_name(CollectiveOp op);
@@ -20,14 +31,14 @@ const char* reduce_name(ReduceOp op);
 struct CollectiveInfo {
   CollectiveOp op = CollectiveOp::barrier;
   core::DType dtype = core::DType::f32;
-  int64_t count = 0;  // elements: the tensor (all_reduce, broadcast), the input
-                      // (reduce_scatter) or the output (all_gather)
+  int64_t count = 0;  // elements: the tensor (all_reduce, reduce, broadcast), the
+                      // input (reduce_scatter) or the output (all_gather)
   ReduceOp reduce = ReduceOp::sum;
-  int root = -1;  // broadcast only
+  int root = -1;  // broadcast and reduce only
   uint64_t sequence = 0;
 
   bool operator==(const CollectiveInfo&) const = default;
-  // "all_reduce #5 (f32, count 1024, sum)"
+  // "all_reduce #5 (f32, count 1024, sum)", "reduce #6 (f32, count 256, average, root 2)"
   std::string str() const;
 };
 

@@ -159,6 +159,18 @@ WorkPtr Communicator::all_gather(const core::Tensor& input, const core::Tensor& 
   return issue(std::move(call));
 }
 
+WorkPtr Communicator::reduce(const core::Tensor& tensor, int root, ReduceOp op,
+                             core::StreamHandle stream) {
+  check_tensor("reduce", tensor);
+  check_reduce("reduce", op, tensor);
+  COHORT_CHECK(root >= 0 && root < m_size,
+               fmt::format("reduce of {}: root {} is not a rank of this communicator (size {})",
+                           tensor.str(), root, m_size));
+  CollectiveInfo info{CollectiveOp::reduce, tensor.dtype(), tensor.numel(), op};
+  info.root = root;
+  return issue(Call{info, tensor, tensor, stream});
+}
+
 WorkPtr Communicator::broadcast(const core::Tensor& tensor, int root, core::StreamHandle stream) {
   check_tensor("broadcast", tensor);
   COHORT_CHECK(root >= 0 && root < m_size,
@@ -177,6 +189,9 @@ WorkPtr Communicator::issue(Call call) {
   call.info.sequence = ++m_sequence;
   if (inject_fault(call.info)) return std::make_shared<Work>(call.info, nullptr, nullptr);
   if (m_options.check) check_fingerprint(call.info);
+  Totals& totals = m_totals[static_cast<size_t>(call.info.op)];
+  ++totals.calls;
+  totals.bytes += call.info.count * static_cast<int64_t>(core::dtype_size(call.info.dtype));
   std::unique_ptr<PendingCollective> pending = start(call);
   std::shared_ptr<Watch> watch;
   if (pending)

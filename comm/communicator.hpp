@@ -6,6 +6,7 @@
 //   ... more work overlaps the collective ...
 //   w->wait_stream(ctx.stream());   // device backends: ordered, host not blocked
 //   w->wait();                      // or: block the host until it finished
+//   comm->reduce(part, /*root=*/2, ReduceOp::average, ctx.stream());  // result on rank 2 only
 //
 // Tensors: any shape, always dense; a collective works on numel() elements, so
 // a bucket is simply a view into a graph's flat gradient buffer
@@ -26,6 +27,7 @@
 // thread at a time.
 #include <mpi.h>
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -110,6 +112,15 @@ class Communicator {
   const CommOptions& options() const { return m_options; }
   // Sequence number of the last collective issued (0 before the first).
   uint64_t sequence() const { return m_sequence; }
+  // What this rank issued of one kind of collective since construction (a
+  // collective skipped by an injected fault is not counted). `bytes` sums the
+  // buffer sizes as CollectiveInfo::count measures them (nccl-tests' "size"):
+  // the payload, not the bytes an algorithm puts on the wire.
+  struct Totals {
+    int64_t calls = 0;
+    int64_t bytes = 0;
+  };
+  Totals totals(CollectiveOp op) const { return m_totals[static_cast<size_t>(op)]; }
 
   // In place: every rank ends with the element-wise sum (or mean) of all ranks'
   // tensors. Average needs a floating dtype.
@@ -123,6 +134,13 @@ class Communicator {
   // input. In place when input is this rank's block of output.
   WorkPtr all_gather(const core::Tensor& input, const core::Tensor& output,
                      core::StreamHandle stream = nullptr);
+  // In place on `root`: root's tensor ends as the element-wise sum (or mean) of
+  // all ranks' tensors. The other ranks only contribute: their tensors' contents
+  // are unspecified once the Work completed (a backend may use them as scratch;
+  // MPI and NCCL happen to leave them unchanged). About half the traffic of
+  // all_reduce when only one rank needs the result (ZeRO-2/3 gradient buckets).
+  WorkPtr reduce(const core::Tensor& tensor, int root, ReduceOp op = ReduceOp::sum,
+                 core::StreamHandle stream = nullptr);
   // In place: every rank ends with root's tensor.
   WorkPtr broadcast(const core::Tensor& tensor, int root, core::StreamHandle stream = nullptr);
   WorkPtr barrier(core::StreamHandle stream = nullptr);
@@ -134,7 +152,7 @@ class Communicator {
 
   struct Call {
     CollectiveInfo info;
-    core::Tensor input;   // all_reduce/broadcast: the tensor itself; barrier: undefined
+    core::Tensor input;   // all_reduce/reduce/broadcast: the tensor itself; barrier: undefined
     core::Tensor output;  // reduce_scatter, all_gather; otherwise == input
     core::StreamHandle stream = nullptr;
   };
@@ -158,6 +176,7 @@ class Communicator {
   core::Device m_device;
   CommOptions m_options;
   uint64_t m_sequence = 0;
+  std::array<Totals, kCollectiveOpCount> m_totals{};
   MPI_Comm m_check_comm = MPI_COMM_NULL;
   std::shared_ptr<Watchdog> m_watchdog;
 };

@@ -186,6 +186,20 @@ std::unique_ptr<PendingCollective> MpiCommunicator::start(const Call& call) {
                                       out.raw(), n, datatype(out.dtype()), m_comm, &request));
       break;
     }
+    case CollectiveOp::reduce: {
+      const int n = mpi_count("reduce", in.numel());
+      // No staging on any rank: root reduces in place (MPI_IN_PLACE), the others
+      // send their tensor itself (receive buffer insignificant off root, MPI 3.1
+      // 5.9.1), so a bucket's sub-ranges can be reduced to different roots
+      // straight out of one staging buffer.
+      const bool root = rank() == info.root;
+      COHORT_MPI_CHECK(MPI_Ireduce(root ? MPI_IN_PLACE : in.raw(), root ? in.raw() : nullptr, n,
+                                   datatype(in.dtype()), sum_op(in.dtype()), info.root, m_comm,
+                                   &request));
+      if (root && info.reduce == ReduceOp::average)
+        on_finish = [in, inverse_size] { scale_tensor(in, inverse_size); };
+      break;
+    }
     case CollectiveOp::broadcast: {
       const int n = mpi_count("broadcast", in.numel());
       COHORT_MPI_CHECK(MPI_Ibcast(in.raw(), n, datatype(in.dtype()), info.root, m_comm, &request));

@@ -1,9 +1,10 @@
 #pragma once
 // The MPI backend: collectives on host tensors with non-blocking MPI
-// (MPI_Iallreduce, MPI_Ireduce_scatter_block, MPI_Iallgather, MPI_Ibcast,
-// MPI_Ibarrier) on a private duplicate of the parent communicator.
+// (MPI_Iallreduce, MPI_Ireduce, MPI_Ireduce_scatter_block, MPI_Iallgather,
+// MPI_Ibcast, MPI_Ibarrier) on a private duplicate of the parent communicator.
 // bf16 and f16 travel as a 2-byte MPI datatype with user-defined sum ops that
-// add in float; average is a sum followed by a scale on completion.
+// add in float; average is a sum followed by a scale on completion (reduce:
+// on the root only).
 #include <mpi.h>
 
 #include "comm/communicator.hpp"

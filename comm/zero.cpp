@@ -150,6 +150,12 @@ void ZeroDataParallel::shard_state(Context& ctx, const core::optim::OptimizerCon
     m_param_shard = Tensor::zeros(shard, DType::f32, device, ctx.stream());
     m_param_shard.flat(0, count).copy_from(m_graph.flat_params().flat(lo, count), ctx.stream());
     m_gathered.assign(static_cast<size_t>(m_graph.num_nodes()), Tensor());
+    for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id) {
+      const core::nn::Layer* layer = m_graph.layer(id);
+      if (layer == nullptr || layer->params().empty()) continue;
+      const auto [first, last] = layer_range(*layer);
+      if (first < last) m_param_layers.push_back(id);
+    }
   }
   // Releasing synchronises ctx first, so the copies above have read the buffers.
   if (stage >= 2) m_graph.relocate_flat_grads(ctx, Tensor());
@@ -219,7 +225,7 @@ void ZeroDataParallel::prepare_backward(Context& ctx, bool accumulate, bool last
 void ZeroDataParallel::before_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer,
                                     bool backward) {
   if (layer.params().empty()) return;
-  if (m_options.stage == 3) gather_layer(ctx, id, layer);
+  if (m_options.stage == 3) gather_layer(ctx, id, layer, backward);
   if (!backward) return;
   COHORT_CHECK(m_armed, fmt::format("ZeroDataParallel: backward reached layer '{}' without "
                                     "prepare_backward (gradients have no storage)",
@@ -271,7 +277,20 @@ void ZeroDataParallel::launch(size_t index) {
                fmt::format("ZeroDataParallel: bucket at [{}, {}) is complete but has no staging "
                            "buffer (a layer ran backward without the layer hooks?)",
                            b.offset, b.offset + b.count));
-  b.work = comm("backward").all_reduce(b.staging, ReduceOp::average, m_ctx->stream());
+  Communicator& c = comm("backward");
+  // Only the owner of a part of the bucket keeps that part, so each part is
+  // reduced to its owner alone: one reduce per shard the bucket meets, joined by
+  // every rank (those owning none of the bucket only contribute). Together they
+  // put about half an all-reduce's bytes on the wire (see zero.hpp).
+  const int64_t lo = b.offset, hi = b.offset + b.count;
+  if (lo < hi) {
+    for (int r = m_layout.owner(lo); r <= m_layout.owner(hi - 1); ++r) {
+      const int64_t first = std::max(lo, m_layout.begin(r)), last = std::min(hi, m_layout.end(r));
+      if (first >= last) continue;
+      b.works.push_back(c.reduce(b.staging.flat(first - lo, last - first), r, ReduceOp::average,
+                                 m_ctx->stream()));
+    }
+  }
   b.launched = true;
   m_launch_order.push_back(index);
 }
@@ -289,8 +308,11 @@ void ZeroDataParallel::keep_shard_part(Context& ctx, const Tensor& reduced, int6
 }
 
 void ZeroDataParallel::finish(Context& ctx, Bucket& b) {
-  b.work->wait_stream(ctx.stream());
-  b.work.reset();
+  for (const WorkPtr& work : b.works)
+    work->wait_stream(ctx.stream());
+  b.works.clear();
+  // The part inside this rank's shard is the one reduced to it; the rest of the
+  // staging buffer is unspecified now.
   keep_shard_part(ctx, b.staging, b.offset);
   for (size_t k : b.params)
     point_grads(k, Tensor(), 0);
@@ -302,7 +324,10 @@ void ZeroDataParallel::finish_completed(Context& ctx) {
   std::vector<size_t> still;
   for (size_t index : m_launch_order) {
     Bucket& b = m_buckets[index];
-    if (b.work->test())
+    bool done = true;
+    for (const WorkPtr& work : b.works)
+      done = work->test() && done;  // polls every one: MPI progresses on each test
+    if (done)
       finish(ctx, b);
     else
       still.push_back(index);
@@ -393,9 +418,11 @@ void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip_flag) {
       return;
     }
     default: {
-      // A layer whose forward threw never released its gathered copy; it would be stale now.
+      // A layer whose forward threw never released its gathered copy, and a
+      // prefetch the last pass did not use: both would be stale now.
       for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id)
         if (m_gathered[static_cast<size_t>(id)].defined()) release_layer(id, *m_graph.layer(id));
+      drop_prefetch();
       Tensor params = m_param_shard.flat(0, count);
       m_optimizer->step_shard(ctx, lr, params, m_grad_shard.flat(0, count), skip);
       return;  // the next forward gathers each layer's parameters
@@ -414,31 +441,77 @@ std::pair<int64_t, int64_t> ZeroDataParallel::layer_range(const core::nn::Layer&
   return {lo, hi};
 }
 
-void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer) {
-  Tensor& gathered = m_gathered[static_cast<size_t>(id)];
-  if (gathered.defined()) return;
+ZeroDataParallel::LayerGather ZeroDataParallel::start_gather(Context& ctx, core::nn::NodeId id,
+                                                             const core::nn::Layer& layer) {
+  LayerGather g;
   const auto [lo, hi] = layer_range(layer);
-  if (lo >= hi) return;
+  if (lo >= hi) return g;
   Communicator& c = comm("forward/backward");
-  gathered = Tensor::empty(Shape{hi - lo}, DType::f32, m_graph.device(), ctx.stream());
+  g.node = id;
+  g.buffer = Tensor::empty(Shape{hi - lo}, DType::f32, m_graph.device(), ctx.stream());
   // A layer's parameters are contiguous; each owner of part of them broadcasts it.
-  std::vector<WorkPtr> works;
   const int64_t mine = m_layout.begin(m_rank);
   for (int r = m_layout.owner(lo); r <= m_layout.owner(hi - 1); ++r) {
     const int64_t a = std::max(lo, m_layout.begin(r)), b = std::min(hi, m_layout.end(r));
     if (a >= b) continue;
-    Tensor piece = gathered.flat(a - lo, b - a);
+    Tensor piece = g.buffer.flat(a - lo, b - a);
     if (r == m_rank) piece.copy_from(m_param_shard.flat(a - mine, b - a), ctx.stream());
-    works.push_back(c.broadcast(piece, r, ctx.stream()));
+    g.works.push_back(c.broadcast(piece, r, ctx.stream()));
   }
-  for (WorkPtr& w : works)
+  m_gathered_bytes += static_cast<int64_t>(g.buffer.nbytes());
+  m_peak_gathered_bytes = std::max(m_peak_gathered_bytes, m_gathered_bytes);
+  return g;
+}
+
+void ZeroDataParallel::install_gather(Context& ctx, LayerGather& g, core::nn::Layer& layer) {
+  if (g.node < 0) return;
+  for (const WorkPtr& w : g.works)
     w->wait_stream(ctx.stream());
+  const int64_t lo = layer_range(layer).first;
   for (Parameter* p : layer.params()) {
-    p->value = gathered.flat(p->offset - lo, p->shape.numel()).view(p->shape);
+    p->value = g.buffer.flat(p->offset - lo, p->shape.numel()).view(p->shape);
     p->compute = p->value;
   }
-  m_gathered_bytes += static_cast<int64_t>(gathered.nbytes());
-  m_peak_gathered_bytes = std::max(m_peak_gathered_bytes, m_gathered_bytes);
+  m_gathered[static_cast<size_t>(g.node)] = std::move(g.buffer);
+  g = LayerGather();
+}
+
+void ZeroDataParallel::drop_prefetch() {
+  if (m_prefetch.node < 0) return;
+  // Dropping the works waits for the broadcasts (device backends: orders the
+  // issuing stream after them), so the buffer is released safely after them.
+  m_prefetch.works.clear();
+  m_gathered_bytes -= static_cast<int64_t>(m_prefetch.buffer.nbytes());
+  m_prefetch = LayerGather();
+}
+
+core::nn::NodeId ZeroDataParallel::next_param_layer(core::nn::NodeId id, bool backward) const {
+  const auto it = std::lower_bound(m_param_layers.begin(), m_param_layers.end(), id);
+  if (it == m_param_layers.end() || *it != id) return -1;
+  if (backward) return it == m_param_layers.begin() ? -1 : *std::prev(it);
+  return std::next(it) == m_param_layers.end() ? -1 : *std::next(it);
+}
+
+void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer,
+                                    bool backward) {
+  if (m_prefetch.node == id) {
+    install_gather(ctx, m_prefetch, layer);
+  } else if (!m_gathered[static_cast<size_t>(id)].defined()) {
+    // Not the layer predicted (forward of a subgraph, a layer backward skips):
+    // the prefetch is wasted. Every rank runs the same layers, so every rank
+    // drops it and issues the same gathers.
+    drop_prefetch();
+    LayerGather g = start_gather(ctx, id, layer);
+    install_gather(ctx, g, layer);
+  }
+  if (!m_options.prefetch) return;
+  // The next layer's gather runs while this layer computes; it is waited for in
+  // that layer's before-hook. At most this layer and the next are gathered.
+  const core::nn::NodeId next = next_param_layer(id, backward);
+  if (next < 0 || m_prefetch.node == next || m_gathered[static_cast<size_t>(next)].defined())
+    return;
+  drop_prefetch();
+  m_prefetch = start_gather(ctx, next, *m_graph.layer(next));
 }
 
 void ZeroDataParallel::release_layer(core::nn::NodeId id, core::nn::Layer& layer) {

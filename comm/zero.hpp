@@ -17,8 +17,10 @@
 //   stage 2, 3 gradients: `bucketed` reduction: the staging buffers of the
 //     buckets in flight (a bucket is allocated when backward reaches its first
 //     layer and freed once reduced); `reduce_scatter`: one W * S buffer.
-//   stage 3 parameters: the gathered parameters of the layer running (one layer
-//     at a time, forward and backward).
+//   stage 3 parameters: the gathered parameters of the layer running plus, with
+//     `prefetch` (default), those of the next layer in execution order, being
+//     gathered meanwhile: at most two layers adjacent in that order
+//     (ZeroMemory::largest_gathered); one layer without prefetch.
 //
 // Per stage:
 //   0  DataParallel (bucketed all-reduce overlapping backward) + Optimizer.
@@ -27,19 +29,33 @@
 //      the padded buffer.
 //   2  the graph's full gradient buffer is released. `bucketed` (default): before
 //      a layer's backward its gradient views point into its bucket's staging
-//      buffer; when a bucket is complete it is all-reduced (average) while
-//      backward goes on, then each rank keeps the part inside its shard in its
-//      shard-sized gradient. (The communicator has no reduce-to-one-rank, so each
-//      bucket moves as many bytes as plain data parallelism; a `reduce` collective
-//      would halve that.) `reduce_scatter`: gradients go to one transient padded
-//      buffer and one reduce-scatter after backward leaves each rank its block:
-//      half the bytes, no overlap. Optimizer on the shard, then all-gather.
+//      buffer; when a bucket is complete, each part of it inside rank r's shard
+//      is reduced (average) to rank r alone while backward goes on: one
+//      Communicator::reduce per shard the bucket meets, joined by every rank
+//      (ranks owning none of the bucket only contribute). The owner then keeps
+//      its part in its shard-sized gradient. The payload equals plain data
+//      parallelism's, but a reduce needs each non-root rank to send its part
+//      once (tree or chain), so a bucket of P bytes puts about (W-1) * P bytes on
+//      the wire in all, half of a ring all-reduce's 2 (W-1) * P; the overlap with
+//      backward is kept.
+//      `reduce_scatter`: gradients go to one transient padded buffer and one
+//      reduce-scatter after backward leaves each rank its block: the same half
+//      of the bytes in one collective, but no overlap. Optimizer on the shard,
+//      then all-gather.
 //   3  the parameters live in a shard-sized buffer; the graph's full parameter
 //      buffer is released. Before each layer's forward and backward (layer
 //      hooks) its parameters are gathered into a temporary buffer (one broadcast
 //      from each owner of part of the layer's range) that the layer's views point
-//      into, released right after the layer. Gradients as in stage 2. The
-//      optimizer updates the shard in place; nothing is gathered after the step.
+//      into, released right after the layer. With `prefetch`, the hook of layer
+//      i also starts the gather of the next layer with parameters in the pass's
+//      order (forward: the next node id; backward: the previous), and layer
+//      i+1's hook only waits for it, so gathers overlap compute. The prediction
+//      depends on the graph alone, so every rank makes the same one; when the
+//      next layer that runs is another (a forward of a subgraph, a layer
+//      backward skips) the prefetch is dropped (after it completed) and that
+//      layer gathered on the spot; one still pending at step() is dropped there
+//      (the parameters change). Gradients as in stage 2. The optimizer updates
+//      the shard in place; nothing is gathered after the step.
 //
 //   ZeroDataParallel zero(graph, comm, {.stage = 3}, optimizer_config);
 //   for each step:
@@ -55,11 +71,11 @@
 // first; prepare_backward finishes the previous micro-batch's reduction), so no
 // full gradient buffer survives a backward.
 //
-// What overlaps: the gradient buckets' all-reduces with the rest of backward
-// (stages 0-3, `bucketed`); nothing else yet. The all-gather after the step
-// (stages 1/2) and stage 3's per-layer gathers are waited for before the next
-// op (no prefetch of the next layer); the reduce-scatter mode runs after
-// backward.
+// What overlaps: the gradient buckets' all-reduces (stages 0/1) or reduces
+// (stages 2/3, `bucketed`) with the rest of backward; stage 3's gather of the
+// next layer with the current layer (`prefetch`). The all-gather after the step
+// (stages 1/2) is waited for before the next op; the reduce-scatter mode runs
+// after backward.
 //
 // Checkpoints: Optimizer::state() of a sharded optimizer holds only the rank's
 // part (with Optimizer::owned_range for cut parameters), enough for per-rank
@@ -108,7 +124,7 @@ struct ShardLayout {
 };
 
 enum class GradReduction {
-  bucketed,        // all-reduce per bucket during backward, keep the shard's part
+  bucketed,        // per bucket during backward, each shard's part reduced to its owner
   reduce_scatter,  // one reduce-scatter of a transient padded buffer after backward
 };
 
@@ -118,6 +134,9 @@ struct ZeroOptions {
   GradReduction grad_reduction = GradReduction::bucketed;  // stages 2, 3
   bool sync_batch_norm = true;
   bool bf16_gradients = false;  // stages 0, 1 (DataParallel)
+  // Stage 3: gather the next layer's parameters while the current layer runs
+  // (two layers gathered at once instead of one). Results are bitwise the same.
+  bool prefetch = true;
 };
 
 // Bytes one rank holds, summed over the distinct storages its tensors use.
@@ -129,11 +148,14 @@ struct ZeroMemory {
   int64_t gradients = 0;   // f32 gradients (+ 16-bit compute gradients)
   int64_t optimizer = 0;   // optimizer state
   // Most bytes alive at once since construction, of transient buffers:
-  int64_t peak_gathered_parameters = 0;  // stage 3: gathered layer parameters
+  int64_t peak_gathered_parameters = 0;  // stage 3: gathered layer parameters (+ prefetch)
   int64_t peak_gradient_staging = 0;     // stages 2, 3: bucket / reduce-scatter buffers
   // What one transient buffer of this engine can take (known before any step):
   int64_t largest_bucket = 0;  // stages 2, 3 (bucketed): the largest gradient bucket
   int64_t largest_layer = 0;   // stage 3: the largest layer's parameters, gathered
+  // Stage 3: the most gathered parameter bytes alive at once: largest_layer, or
+  // with prefetch the largest two layers adjacent in execution order.
+  int64_t largest_gathered = 0;
   int64_t persistent() const { return parameters + gradients + optimizer; }
 };
 
@@ -199,8 +221,8 @@ class ZeroDataParallel {
     std::vector<size_t> params;     // indices into graph.parameters()
     int pending = 0;
     bool launched = false;
-    core::Tensor staging;  // transient gradients of the bucket (bucketed reduction)
-    WorkPtr work;
+    core::Tensor staging;        // transient gradients of the bucket (bucketed reduction)
+    std::vector<WorkPtr> works;  // one reduce per shard owner the bucket meets
   };
 
   ZeroDataParallel(core::nn::Graph& graph, Communicator* comm, int rank, int world,
@@ -229,7 +251,24 @@ class ZeroDataParallel {
   // Stage 3.
   // The flat range [lo, hi) of a layer's parameters (contiguous); lo >= hi when it has none.
   std::pair<int64_t, int64_t> layer_range(const core::nn::Layer& layer) const;
-  void gather_layer(core::Context& ctx, core::nn::NodeId id, core::nn::Layer& layer);
+  // One layer's parameters being gathered: a buffer of its range and the
+  // broadcasts filling it (node -1: none).
+  struct LayerGather {
+    core::nn::NodeId node = -1;
+    core::Tensor buffer;
+    std::vector<WorkPtr> works;
+  };
+  // Makes the layer's parameters available (from the prefetch when it was
+  // predicted) and, with prefetch, starts the gather of the layer after it in
+  // this pass's order.
+  void gather_layer(core::Context& ctx, core::nn::NodeId id, core::nn::Layer& layer, bool backward);
+  LayerGather start_gather(core::Context& ctx, core::nn::NodeId id, const core::nn::Layer& layer);
+  // Waits for `gather` and points the layer's parameter views into its buffer.
+  void install_gather(core::Context& ctx, LayerGather& gather, core::nn::Layer& layer);
+  void drop_prefetch();
+  // The layer with parameters that runs after `id` in forward (or backward)
+  // order when every layer runs; -1 at the end.
+  core::nn::NodeId next_param_layer(core::nn::NodeId id, bool backward) const;
   void release_layer(core::nn::NodeId id, core::nn::Layer& layer);
 
   core::nn::Graph& m_graph;
@@ -256,7 +295,9 @@ class ZeroDataParallel {
 
   // Gathered parameters (stage 3), per node.
   std::vector<core::Tensor> m_gathered;
-  int64_t m_gathered_bytes = 0, m_peak_gathered_bytes = 0;
+  std::vector<core::nn::NodeId> m_param_layers;             // nodes with parameters, ascending
+  LayerGather m_prefetch;                                   // the next layer's gather in flight
+  int64_t m_gathered_bytes = 0, m_peak_gathered_bytes = 0;  // prefetch included
 };
 
 // Memory per rank of `build_model`'s graph (built on the CPU here) for each stage

@@ -43,6 +43,7 @@ ZeroMemory ZeroDataParallel::memory() const {
   seen.add(m_param_shard, m.parameters);
   for (const Tensor& t : m_gathered)
     seen.add(t, m.parameters);
+  seen.add(m_prefetch.buffer, m.parameters);
   for (const Parameter& p : m_graph.parameters()) {
     seen.add(p.value, m.parameters);
     seen.add(p.compute, m.parameters);
@@ -65,11 +66,17 @@ ZeroMemory ZeroDataParallel::memory() const {
     for (const Bucket& b : m_buckets)
       m.largest_bucket = std::max(m.largest_bucket, b.count * f);
   if (m_options.stage == 3) {
-    for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id) {
-      const core::nn::Layer* layer = m_graph.layer(id);
-      if (layer == nullptr || layer->params().empty()) continue;
-      const auto [lo, hi] = layer_range(*layer);
-      m.largest_layer = std::max(m.largest_layer, (hi - lo) * f);
+    // The running layer and, with prefetch, the next one in either pass's
+    // order: neighbours in m_param_layers (a misprediction drops the prefetch
+    // before gathering, so no other pair is ever held).
+    int64_t previous = 0;
+    for (core::nn::NodeId id : m_param_layers) {
+      const auto [lo, hi] = layer_range(*m_graph.layer(id));
+      const int64_t bytes = (hi - lo) * f;
+      m.largest_layer = std::max(m.largest_layer, bytes);
+      m.largest_gathered =
+          std::max(m.largest_gathered, m_options.prefetch ? previous + bytes : bytes);
+      previous = bytes;
     }
   }
   return m;
@@ -162,16 +169,16 @@ void print_zero_memory_table(const std::vector<ZeroMemory>& rows, const std::str
                r.parameters / mib, r.gradients / mib, r.optimizer / mib, r.persistent() / mib,
                ratio);
   }
-  int64_t bucket = 0, layer = 0;
+  int64_t bucket = 0, gathered = 0;
   for (const ZeroMemory& r : rows) {
     bucket = std::max(bucket, r.largest_bucket);
-    layer = std::max(layer, r.largest_layer);
+    gathered = std::max(gathered, r.largest_gathered);
   }
   fmt::print(out,
              "Transient during a step (not above): stages 2/3 stage gradients in buckets of at "
-             "most {:.2f} MiB, freed once reduced; stage 3 gathers one layer at a time, at most "
-             "{:.2f} MiB.\n",
-             bucket / mib, layer / mib);
+             "most {:.2f} MiB, freed once reduced; stage 3 holds the running layer's parameters "
+             "gathered and prefetches the next one's, at most {:.2f} MiB together.\n",
+             bucket / mib, gathered / mib);
 }
 
 std::vector<ZeroMemory> run_zero_memory_report(

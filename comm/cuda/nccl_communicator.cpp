@@ -240,6 +240,12 @@ class NcclCommunicator final : public Communicator {
         COHORT_NCCL_CHECK(ncclAllGather(in.raw(), out.raw(), static_cast<size_t>(in.numel()),
                                         nccl_type(in.dtype()), comm, m_stream));
         break;
+      case CollectiveOp::reduce:
+        // In place: the receive buffer is only written on root; ncclAvg divides there.
+        COHORT_NCCL_CHECK(ncclReduce(in.raw(), in.raw(), static_cast<size_t>(in.numel()),
+                                     nccl_type(in.dtype()), nccl_op(info.reduce), info.root, comm,
+                                     m_stream));
+        break;
       case CollectiveOp::broadcast:
         COHORT_NCCL_CHECK(ncclBroadcast(in.raw(), in.raw(), static_cast<size_t>(in.numel()),
                                         nccl_type(in.dtype()), info.root, comm, m_stream));

@@ -105,6 +105,15 @@ TEST_P(NcclSingleRank, EveryCollectiveMatchesTheMpiBackend) {
     b.nccl->all_gather(d_whole.flat(0, n), d_whole, s)->wait();
     EXPECT_EQ(read(d_whole), read(h_out)) << "all_gather in place";
   }
+  // reduce to root 0 (sum and average), a view into a larger buffer (ZeRO's pieces)
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::average}) {
+    if (op == ReduceOp::average && !core::is_floating(dtype)) continue;
+    Tensor h = host(ramp(3 * n, 11), dtype);
+    Tensor d = device_copy(h);
+    b.nccl->reduce(d.flat(n, n), 0, op, s)->wait_stream(s);
+    b.mpi->reduce(h.flat(n, n), 0, op)->wait();
+    EXPECT_EQ(read(d), read(h)) << "reduce " << comm::reduce_name(op);
+  }
   // broadcast from root 0, a view into a larger buffer (a bucket)
   {
     Tensor h = host(ramp(3 * n, 7), dtype);

@@ -34,7 +34,25 @@ TEST(CheckMode, MatchingCollectivesPass) {
   comm->all_gather(t, out)->wait();
   comm->broadcast(t, 0)->wait();
   comm->barrier()->wait();
-  EXPECT_EQ(comm->sequence(), 4u);
+  comm->reduce(t, n - 1, ReduceOp::average)->wait();
+  EXPECT_EQ(comm->sequence(), 5u);
+}
+
+TEST(CheckMode, ReduceRootMismatchIsNamed) {
+  auto comm = make_comm(checked());
+  const int n = comm->size(), r = comm->rank();
+  if (n < 2) GTEST_SKIP() << "needs two ranks";
+  Tensor t = Tensor::zeros(core::Shape{8}, DType::f32);
+  std::string message;
+  try {
+    comm->reduce(t, r == 1 ? 1 : 0, ReduceOp::sum);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  ASSERT_FALSE(message.empty()) << "rank " << r << " did not detect the mismatch";
+  EXPECT_NE(message.find("reduce #1 (f32, count 8, sum, root 0)"), std::string::npos) << message;
+  EXPECT_NE(message.find("rank 1 issued reduce #1 (f32, count 8, sum, root 1)"), std::string::npos)
+      << message;
 }
 
 TEST(CheckMode, CountMismatchNamesBothFingerprintsAndRanks) {

@@ -118,6 +118,24 @@ TEST_P(CollectiveDtype, BroadcastFromLastRank) {
     EXPECT_EQ(got[i], 7.0 + static_cast<double>(i));
 }
 
+// Every rank as root in turn; the result is defined on the root only.
+TEST_P(CollectiveDtype, ReduceSumToEveryRoot) {
+  auto comm = make_comm();
+  const int n = comm->size(), r = comm->rank();
+  const int64_t count = 37;
+  for (int root = 0; root < n; ++root) {
+    Tensor t = host_tensor(contributions(r, count), GetParam());
+    WorkPtr work = comm->reduce(t, root, ReduceOp::sum);
+    EXPECT_EQ(work->info().op, comm::CollectiveOp::reduce);
+    EXPECT_EQ(work->info().root, root);
+    work->wait();
+    if (r != root) continue;
+    const std::vector<double> got = t.to_vector();
+    for (int64_t i = 0; i < count; ++i)
+      ASSERT_EQ(got[static_cast<size_t>(i)], expected_sum(n, i)) << "root " << root << " i " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CollectiveDtype, kAllDtypes, dtype_label);
 
 class AverageDtype : public ::testing::TestWithParam<DType> {};
@@ -141,6 +159,23 @@ TEST_P(AverageDtype, AllReduceAndReduceScatterAverage) {
   for (int64_t i = 0; i < 4; ++i) {
     const double want = expected_sum(n, r * 4 + i) / n;
     EXPECT_NEAR(got[static_cast<size_t>(i)], want, tolerance(GetParam(), want)) << "element " << i;
+  }
+}
+
+TEST_P(AverageDtype, ReduceAverageToEveryRoot) {
+  auto comm = make_comm();
+  const int n = comm->size(), r = comm->rank();
+  const int64_t count = 19;
+  for (int root = 0; root < n; ++root) {
+    Tensor t = host_tensor(contributions(r, count), GetParam());
+    comm->reduce(t, root, ReduceOp::average)->wait();
+    if (r != root) continue;
+    const std::vector<double> got = t.to_vector();
+    for (int64_t i = 0; i < count; ++i) {
+      const double want = expected_sum(n, i) / n;
+      EXPECT_NEAR(got[static_cast<size_t>(i)], want, tolerance(GetParam(), want))
+          << "root " << root << " element " << i;
+    }
   }
 }
 
@@ -200,6 +235,32 @@ TEST(Collectives, BucketsAreViewsIntoOneFlatBuffer) {
     const double want = i < 10 ? expected_sum(n, i) : i < 20 ? own : expected_sum(n, i) / n;
     EXPECT_FLOAT_EQ(got[static_cast<size_t>(i)], want) << "element " << i;
   }
+}
+
+// ZeRO's bucket pattern: consecutive, unequal pieces of one buffer, piece q
+// reduced to rank q, all in flight at once. Each root gets exactly its piece's
+// average; the pieces it only contributed to are not its business.
+TEST(Collectives, PiecesOfOneBufferReducedToTheirOwnersAtOnce) {
+  auto comm = make_comm();
+  const int n = comm->size(), r = comm->rank();
+  std::vector<int64_t> begin(static_cast<size_t>(n) + 1, 0);
+  for (int q = 0; q < n; ++q)
+    begin[static_cast<size_t>(q) + 1] = begin[static_cast<size_t>(q)] + 3 + 2 * q;
+  const int64_t total = begin.back();
+  Tensor staging = host_tensor(contributions(r, total), DType::f32);
+  std::vector<WorkPtr> works;
+  for (int q = 0; q < n; ++q) {
+    const int64_t lo = begin[static_cast<size_t>(q)], hi = begin[static_cast<size_t>(q) + 1];
+    works.push_back(comm->reduce(staging.flat(lo, hi - lo), q, ReduceOp::average));
+  }
+  for (int q = n; q-- > 0;)
+    works[static_cast<size_t>(q)]->wait();
+  const std::vector<double> got = staging.to_vector();
+  for (int64_t i = begin[static_cast<size_t>(r)]; i < begin[static_cast<size_t>(r) + 1]; ++i)
+    EXPECT_FLOAT_EQ(got[static_cast<size_t>(i)], expected_sum(n, i) / n) << "element " << i;
+  EXPECT_EQ(comm->totals(comm::CollectiveOp::reduce).calls, n);
+  EXPECT_EQ(comm->totals(comm::CollectiveOp::reduce).bytes, total * 4);
+  EXPECT_EQ(comm->totals(comm::CollectiveOp::all_reduce).calls, 0);
 }
 
 TEST(Collectives, AsyncOverlapWaitInReverseOrder) {
@@ -276,7 +337,8 @@ TEST(Collectives, ZeroElementCollectivesComplete) {
   Tensor empty = Tensor::zeros(core::Shape{0}, DType::f32);
   comm->all_reduce(empty)->wait();
   comm->broadcast(empty, 0)->wait();
-  EXPECT_EQ(comm->sequence(), 2u);
+  comm->reduce(empty, comm->size() - 1, ReduceOp::average)->wait();
+  EXPECT_EQ(comm->sequence(), 3u);
 }
 
 // Argument errors are found before anything is sent, identically on every
@@ -301,6 +363,12 @@ TEST(Collectives, BadArgumentsAreRefusedWithShapes) {
 
   message = error_of([&] { comm->broadcast(out, n); });
   EXPECT_NE(message.find("root"), std::string::npos) << message;
+  message = error_of([&] { comm->reduce(out, -1); });
+  EXPECT_NE(message.find("reduce of " + out.str()), std::string::npos) << message;
+  EXPECT_NE(message.find("root -1"), std::string::npos) << message;
+  message = error_of([&] { comm->reduce(ints, 0, ReduceOp::average); });
+  EXPECT_NE(message.find("reduce: average needs a floating-point tensor"), std::string::npos)
+      << message;
 
   // Overlapping, but not the in-place block: refused (MPI forbids aliasing).
   Tensor buffer = Tensor::zeros(core::Shape{n * 4 + 2}, DType::f32);
@@ -309,6 +377,7 @@ TEST(Collectives, BadArgumentsAreRefusedWithShapes) {
     EXPECT_NE(message.find("overlaps"), std::string::npos) << message;
   }
   EXPECT_EQ(comm->sequence(), 0u) << "refused calls must not consume sequence numbers";
+  EXPECT_EQ(comm->totals(comm::CollectiveOp::reduce).calls, 0) << "nor count as issued";
 }
 
 TEST(Collectives, MpiBackendRefusesNonCpuDevice) {
