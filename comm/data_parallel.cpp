@@ -127,13 +127,11 @@ void DataParallel::finish_backward(core::Context& ctx) {
                                 unready->pending);
 }
 
-double DataParallel::clip_grad_norm(core::Context& ctx, double max_norm) {
+core::Tensor DataParallel::clip_grad_norm(core::Context& ctx, double max_norm) {
   COHORT_CHECK(max_norm > 0, fmt::format("clip_grad_norm: max_norm must be > 0, got {}", max_norm));
   // Gradients are identical on every rank after the all-reduce: no communication.
-  const double norm =
-      std::sqrt(core::optim::sum_of_squares(ctx, m_graph.flat_grads()).item(ctx.stream()));
-  detail::scale_to_max_norm(ctx, m_graph.flat_grads(), norm, max_norm);
-  return norm;
+  core::Tensor& grads = m_graph.flat_grads();
+  return detail::clip_to_max_norm(ctx, grads, core::optim::sum_of_squares(ctx, grads), max_norm);
 }
 
 }  // namespace cohort::comm

@@ -50,8 +50,9 @@ class DataParallel {
   // bf16 buckets. Throws if a bucket never became ready.
   void finish_backward(core::Context& ctx);
   // Scales the gradients so that their global L2 norm is at most max_norm; returns
-  // the norm before clipping (reads one value from the device).
-  double clip_grad_norm(core::Context& ctx, double max_norm);
+  // the norm before clipping as a 1-element f32 tensor on the graph's device
+  // (nothing is read back: the step stays free of host synchronisation).
+  core::Tensor clip_grad_norm(core::Context& ctx, double max_norm);
 
   struct Bucket {
     int64_t offset = 0, count = 0;  // range of the flat gradient buffer

@@ -47,12 +47,15 @@ void broadcast_graph_state(Communicator& comm, core::nn::Graph& graph, core::Con
   graph.refresh_compute_weights(ctx);
 }
 
-void scale_to_max_norm(core::Context& ctx, core::Tensor& grads, double norm, double max_norm) {
-  if (!(norm > max_norm)) return;  // a NaN norm leaves the gradients as they are
+core::Tensor clip_to_max_norm(core::Context& ctx, core::Tensor& grads,
+                              const core::Tensor& sum_squares, double max_norm) {
+  core::Tensor norm =
+      core::Tensor::empty(core::Shape{1}, core::DType::f32, ctx.device(), ctx.stream());
   core::Tensor factor =
       core::Tensor::empty(core::Shape{1}, core::DType::f32, ctx.device(), ctx.stream());
-  core::ops::fill(ctx, factor, max_norm / (norm + 1e-6));
+  core::optim::clip_factor(ctx, sum_squares, max_norm, norm, factor);
   core::optim::scale_by(ctx, grads, factor);
+  return norm;
 }
 
 }  // namespace cohort::comm::detail

@@ -365,7 +365,7 @@ void ZeroDataParallel::finish_backward(Context& ctx) {
   m_launch_order.clear();
 }
 
-double ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
+Tensor ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
   if (m_options.stage <= 1) {
     comm("clip_grad_norm");
     return m_dp->clip_grad_norm(ctx, max_norm);
@@ -376,9 +376,7 @@ double ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
   comm("clip_grad_norm")
       .all_reduce(squares, ReduceOp::sum, ctx.stream())
       ->wait_stream(ctx.stream());
-  const double norm = std::sqrt(squares.item(ctx.stream()));
-  detail::scale_to_max_norm(ctx, m_grad_shard, norm, max_norm);
-  return norm;
+  return detail::clip_to_max_norm(ctx, m_grad_shard, squares, max_norm);
 }
 
 // ---- step ----------------------------------------------------------------------------
@@ -394,13 +392,12 @@ void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip_flag) {
   Communicator& c = comm("step");
   const int64_t lo = m_layout.begin(m_rank), count = m_layout.count(m_rank);
   // Stages 2/3 check overflow on their gradient shard only: the flag is summed over
-  // ranks so that either every rank skips the step or none does. (Stages 0/1 see
+  // ranks, in place, so that either every rank skips the step or none does, and a
+  // LossScaler owning the flag then backs off on every rank alike. (Stages 0/1 see
   // the full, already averaged gradient, so their flags agree.)
   Tensor skip = skip_flag;
-  if (skip.defined() && m_options.stage >= 2 && c.size() > 1) {
-    skip = skip_flag.clone(ctx.stream());
+  if (skip.defined() && m_options.stage >= 2 && c.size() > 1)
     c.all_reduce(skip, ReduceOp::sum, ctx.stream())->wait_stream(ctx.stream());
-  }
   switch (m_options.stage) {
     case 0:
       m_optimizer->step(ctx, lr, skip);

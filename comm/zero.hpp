@@ -165,8 +165,9 @@ struct ZeroMemory {
 //    EvalSampler (ranks may have one sample more or less) must pad or gather the
 //    full weights first (gather_parameters()).
 //  - With fp16 loss scaling, stages 2/3 see only their gradient shard: step()
-//    sums the skip flag over ranks so all skip together, but the LossScaler's own
-//    update() still reads the local flag; the trainer must feed it the summed one.
+//    sums the skip flag over ranks *in place*, so all ranks skip together and the
+//    LossScaler that owns the flag (LossScaler::skip_flag()) then updates alike on
+//    every rank. Call step() before LossScaler::update().
 class ZeroDataParallel {
  public:
   // Collective: parameters and buffers become rank 0's, then each rank keeps
@@ -190,10 +191,12 @@ class ZeroDataParallel {
   // Waits for the gradient reductions (device backends: orders ctx's stream).
   void finish_backward(core::Context& ctx);
   // Scales the gradients so that their global L2 norm is at most max_norm;
-  // returns the norm before clipping. Collective for stages 2/3.
-  double clip_grad_norm(core::Context& ctx, double max_norm);
+  // returns the norm before clipping (f32 [1] on the device, not read back).
+  // Collective for stages 2/3.
+  core::Tensor clip_grad_norm(core::Context& ctx, double max_norm);
   // Updates this rank's shard, then makes the parameters whole again (stages
-  // 1/2: all-gather) or leaves them sharded (3). `skip`: see Optimizer::step.
+  // 1/2: all-gather) or leaves them sharded (3). `skip`: see Optimizer::step;
+  // stages 2/3 replace its value by the sum over ranks (collective).
   void step(core::Context& ctx, double lr, const core::Tensor& skip = {});
 
   int stage() const { return m_options.stage; }

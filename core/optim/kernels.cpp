@@ -159,6 +159,20 @@ Tensor sum_of_squares(Context& ctx, const Tensor& x) {
   return Tensor::from_vector({s}, Shape{1}, DType::f32);
 }
 
+void clip_factor(Context& ctx, const Tensor& sum_squares, double max_norm, Tensor& norm,
+                 Tensor& factor) {
+  check_flat_f32("clip_factor", "sum_squares", sum_squares, 1);
+  check_flat_f32("clip_factor", "norm", norm, 1);
+  check_flat_f32("clip_factor", "factor", factor, 1);
+  COHORT_CHECK(max_norm > 0, fmt::format("clip_factor: max_norm must be > 0, got {}", max_norm));
+#ifdef COHORT_WITH_CUDA
+  if (norm.device().is_cuda()) return cuda::clip_factor(ctx, sum_squares, max_norm, norm, factor);
+#endif
+  const double n = std::sqrt(static_cast<double>(sum_squares.data<float>()[0]));
+  norm.data<float>()[0] = static_cast<float>(n);
+  factor.data<float>()[0] = n > max_norm ? static_cast<float>(max_norm / (n + 1e-6)) : 1.0f;
+}
+
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor) {
   check_flat_f32("scale_by", "factor", factor, 1);
   COHORT_CHECK(x.dtype() == DType::f32, fmt::format("scale_by: expects f32, got {}", x.str()));

@@ -66,6 +66,13 @@ void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const Los
 // Sum of squares of an f32 buffer as a 1-element f32 tensor (global grad-norm).
 Tensor sum_of_squares(Context& ctx, const Tensor& x);
 
+// Gradient clipping's factor from a sum of squares, on the buffers' device:
+// norm[0] = sqrt(sum_squares[0]); factor[0] = max_norm / (norm + 1e-6) when
+// norm > max_norm, else 1 (also for a NaN norm: those gradients are left alone).
+// All three are 1-element f32.
+void clip_factor(Context& ctx, const Tensor& sum_squares, double max_norm, Tensor& norm,
+                 Tensor& factor);
+
 // x *= factor[0] (gradient clipping by a device-computed factor).
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor);
 

@@ -189,6 +189,14 @@ __global__ void loss_scale_kernel(float* values, int64_t* counters, double growt
   values[2] = 0.0f;
 }
 
+// One thread: the CPU twin is in kernels.cpp (same formula, in double).
+__global__ void clip_factor_kernel(const float* sum_squares, double max_norm, float* norm,
+                                   float* factor) {
+  const double n = sqrt(static_cast<double>(sum_squares[0]));
+  norm[0] = static_cast<float>(n);
+  factor[0] = n > max_norm ? static_cast<float>(max_norm / (n + 1e-6)) : 1.0f;
+}
+
 unsigned blocks_for(int64_t n) {
   return ops::cuda::grid_for(n, kThreads);
 }
@@ -275,6 +283,17 @@ Tensor sum_of_squares(Context& ctx, const Tensor& x) {
                                                                 out.data<float>());
   COHORT_CUDA_LAUNCH_CHECK();
   return out;
+}
+
+void clip_factor(Context& ctx, const Tensor& sum_squares, double max_norm, Tensor& norm,
+                 Tensor& factor) {
+  const char* op = "clip_factor";
+  check_f32(op, "sum_squares", ctx, sum_squares, 1);
+  check_f32(op, "norm", ctx, norm, 1);
+  check_f32(op, "factor", ctx, factor, 1);
+  clip_factor_kernel<<<1, 1, 0, ctx.stream()>>>(sum_squares.data<float>(), max_norm,
+                                                norm.data<float>(), factor.data<float>());
+  COHORT_CUDA_LAUNCH_CHECK();
 }
 
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor) {

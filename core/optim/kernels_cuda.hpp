@@ -24,6 +24,9 @@ void update_loss_scale(Context& ctx, Tensor& values, Tensor& counters, const Los
 
 Tensor sum_of_squares(Context& ctx, const Tensor& x);
 
+void clip_factor(Context& ctx, const Tensor& sum_squares, double max_norm, Tensor& norm,
+                 Tensor& factor);
+
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor);
 
 void cast_into(Context& ctx, Tensor& dst, const Tensor& src);

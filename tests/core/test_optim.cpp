@@ -8,6 +8,7 @@
 #include "core/nn/graph.hpp"
 #include "core/nn/layers.hpp"
 #include "core/ops/ops.hpp"
+#include "core/optim/kernels.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
 #include "core/optim/schedule.hpp"
@@ -119,6 +120,26 @@ TEST(Optimizer, SkipFlagMakesTheStepANoOp) {
   net.set_grads(1.0);
   opt.step(ctx, 0.5, Tensor::from_vector({1.0}, Shape{1}));
   EXPECT_EQ(net.g.flat_params().to_vector(), before);
+}
+
+// Gradient clipping: the factor and norm are computed where the gradients live;
+// clipping only scales down, and a NaN norm leaves the gradients alone.
+TEST(Optimizer, ClipFactorScalesDownOnlyAboveTheLimit) {
+  Context ctx;
+  for (double ss : {25.0, 0.25, static_cast<double>(NAN)}) {
+    const Tensor sum_squares = Tensor::from_vector({ss}, Shape{1});
+    Tensor norm = Tensor::zeros(Shape{1}, DType::f32), factor = Tensor::zeros(Shape{1}, DType::f32);
+    clip_factor(ctx, sum_squares, 2.0, norm, factor);
+    if (std::isnan(ss)) {
+      EXPECT_TRUE(std::isnan(norm.item()));
+      EXPECT_EQ(factor.item(), 1.0);
+    } else {
+      EXPECT_FLOAT_EQ(norm.item(), std::sqrt(ss));
+      EXPECT_FLOAT_EQ(factor.item(), ss > 4 ? 2.0 / (5.0 + 1e-6) : 1.0);
+    }
+  }
+  Tensor n = Tensor::zeros(Shape{1}, DType::f32), f = Tensor::zeros(Shape{1}, DType::f32);
+  EXPECT_THROW(clip_factor(ctx, Tensor::from_vector({1.0}, Shape{1}), 0.0, n, f), Error);
 }
 
 TEST(Optimizer, UnknownGroupOrKindIsRefused) {

@@ -232,6 +232,25 @@ TEST(GpuOptim, SumOfSquaresAndScaleBy) {
   expect_equal("scale_by 0.5", y, from_host(half));
 }
 
+// Clipping's factor is computed on the device: max_norm / (norm + 1e-6) above the
+// limit, 1 below it and for a NaN norm.
+TEST(GpuOptim, ClipFactorOnTheDevice) {
+  for (double sum_squares : {25.0, 0.25, static_cast<double>(NAN)}) {
+    const Tensor ss = to_gpu(Tensor::from_vector({sum_squares}, Shape{1}, DType::f32));
+    Tensor norm = to_gpu(Tensor::zeros(Shape{1}, DType::f32));
+    Tensor factor = to_gpu(Tensor::zeros(Shape{1}, DType::f32));
+    gpu_optim::clip_factor(gpu(), ss, 1.0, norm, factor);
+    if (std::isnan(sum_squares)) {
+      EXPECT_TRUE(std::isnan(values(norm)[0]));
+      EXPECT_EQ(values(factor)[0], 1.0);
+      continue;
+    }
+    const double n = std::sqrt(sum_squares);
+    EXPECT_NEAR(values(norm)[0], n, 1e-6);
+    EXPECT_NEAR(values(factor)[0], n > 1.0 ? 1.0 / (n + 1e-6) : 1.0, 1e-6);
+  }
+}
+
 TEST(GpuOptim, CastIntoRoundTrips) {
   const Tensor master = random_cpu(Shape{3001}, 70, -10, 10);
   for (DType d : {DType::bf16, DType::f16}) {
