@@ -69,7 +69,7 @@ ActivationDescriptor::~ActivationDescriptor() {
 }
 void ActivationDescriptor::set_relu() {
   COHORT_CUDNN_CHECK(
-      cudnnSetActivationDescriptor(m_desc, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+      cudnnSetActivationDescriptor(m_desc, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
 }
 
 PoolingDescriptor::PoolingDescriptor() {

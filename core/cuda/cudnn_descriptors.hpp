@@ -76,7 +76,7 @@ class ActivationDescriptor {
   ActivationDescriptor(const ActivationDescriptor&) = delete;
   ActivationDescriptor& operator=(const ActivationDescriptor&) = delete;
 
-  // max(x, 0); NaN not propagated (as cuDNN's fused batch-norm expects).
+  // max(x, 0) with NaN propagated (a NaN must stay visible, as on the CPU).
   void set_relu();
   cudnnActivationDescriptor_t get() const { return m_desc; }
 

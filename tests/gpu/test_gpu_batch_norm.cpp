@@ -7,8 +7,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "core/ops/cuda/batch_norm_cudnn.hpp"
+#include <cmath>
+
 #include "core/ops/ops.hpp"
+#ifdef COHORT_WITH_CUDA
+#include "core/ops/cuda/batch_norm_cudnn.hpp"
+#endif
 #include "tests/gpu/test_gpu_common.hpp"
 
 namespace cohort::gputest {
@@ -31,13 +35,26 @@ const char* path_name(BatchNormPath p) {
   return "?";
 }
 
+// The switch exists in CUDA builds only (elsewhere these tests report skipped).
+#ifdef COHORT_WITH_CUDA
+bool cudnn_bn_enabled() {
+  return core::ops::cuda::cudnn_batch_norm_enabled();
+}
+void set_cudnn_bn(bool use) {
+  core::ops::cuda::set_cudnn_batch_norm_enabled(use);
+}
+#else
+bool cudnn_bn_enabled() {
+  return false;
+}
+void set_cudnn_bn(bool) {}
+#endif
+
 // Sets whether training batch norm tries cuDNN, restoring the setting on exit.
 class CudnnBatchNorm {
  public:
-  explicit CudnnBatchNorm(bool use) : m_before(core::ops::cuda::cudnn_batch_norm_enabled()) {
-    core::ops::cuda::set_cudnn_batch_norm_enabled(use);
-  }
-  ~CudnnBatchNorm() { core::ops::cuda::set_cudnn_batch_norm_enabled(m_before); }
+  explicit CudnnBatchNorm(bool use) : m_before(cudnn_bn_enabled()) { set_cudnn_bn(use); }
+  ~CudnnBatchNorm() { set_cudnn_bn(m_before); }
   CudnnBatchNorm(const CudnnBatchNorm&) = delete;
   CudnnBatchNorm& operator=(const CudnnBatchNorm&) = delete;
 
@@ -107,7 +124,7 @@ void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
                                        pg.running_var, args_gpu, saved_gpu);
   }
   SCOPED_TRACE(path_name(saved_gpu.path));
-  if (!c.training || !core::ops::cuda::cudnn_batch_norm_enabled()) {
+  if (!c.training || !cudnn_bn_enabled()) {
     EXPECT_EQ(saved_gpu.path, BatchNormPath::kernels);
   }
   expect_near("forward y", y_gpu, y_cpu, tol_for(dtype, kTightF32));
@@ -164,8 +181,8 @@ TEST(GpuBatchNorm, TrainingRunsOnCudnnWhereItCan) {
   };
   for (const Config& cfg :
        {Config{DType::f32, false, false, true}, Config{DType::f16, false, false, true},
-        Config{DType::f16, true, true, true}, Config{DType::bf16, true, false, false},
-        Config{DType::bf16, true, true, false}}) {
+        Config{DType::f16, true, false, true}, Config{DType::f16, true, true, true},
+        Config{DType::bf16, true, false, false}, Config{DType::bf16, true, true, false}}) {
     const Shape xs{4, 6, 6, 64};
     const Tensor x = to_gpu(random_cpu(xs, 1900, -1, 1, cfg.dtype), cfg.dtype);
     BnParams pg = upload(make_params(64, 1901));
@@ -180,6 +197,38 @@ TEST(GpuBatchNorm, TrainingRunsOnCudnnWhereItCan) {
     if (cfg.must_use_cudnn) {
       EXPECT_NE(saved.path, BatchNormPath::kernels)
           << name_of(cfg.dtype) << (cfg.relu ? " relu" : "") << (cfg.residual ? " residual" : "");
+    }
+  }
+}
+
+// A NaN in a channel makes that channel's statistics NaN; the fused ReLU (own or
+// cuDNN's) must keep it NaN instead of clamping it to 0, as the CPU and PyTorch.
+TEST(GpuBatchNorm, NanStaysVisibleOnEveryPath) {
+  for (bool use_cudnn : {true, false}) {
+    CudnnBatchNorm setting(use_cudnn);
+    for (DType dtype : {DType::f32, DType::f16}) {
+      for (bool residual : {false, true}) {
+        SCOPED_TRACE(fmt::format("{} {} {}", use_cudnn ? "cuDNN enabled" : "cuDNN disabled",
+                                 name_of(dtype), residual ? "residual" : "no residual"));
+        const Shape xs{2, 4, 4, 8};
+        std::vector<double> xv = random_cpu(xs, 1950, -1, 1).to_vector();
+        xv[8 * 5 + 3] = std::nan("");  // channel 3
+        const Tensor x = to_gpu(Tensor::from_vector(xv, xs, DType::f32), dtype);
+        BnParams pg = upload(make_params(8, 1951));
+        BatchNormArgs args;
+        args.relu = true;
+        if (residual) args.residual = to_gpu(random_cpu(xs, 1952, -1, 1, dtype), dtype);
+        BatchNormSaved saved;
+        const std::vector<double> y =
+            to_cpu_f32(core::ops::batch_norm_train(gpu(), x, pg.gamma, pg.beta, pg.running_mean,
+                                                   pg.running_var, args, saved))
+                .to_vector();
+        int nan_in_channel = 0, nan_elsewhere = 0;
+        for (size_t i = 0; i < y.size(); ++i)
+          (i % 8 == 3 ? nan_in_channel : nan_elsewhere) += std::isnan(y[i]) ? 1 : 0;
+        EXPECT_EQ(nan_in_channel, 2 * 4 * 4) << path_name(saved.path);
+        EXPECT_EQ(nan_elsewhere, 0) << path_name(saved.path);
+      }
     }
   }
 }

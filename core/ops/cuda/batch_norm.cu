@@ -283,7 +283,7 @@ __global__ void epilogue_kernel(T* __restrict__ y, const T* __restrict__ residua
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = to_f32(y[i]);
     if (residual != nullptr) v += to_f32(residual[i]);
-    if (relu) v = v > 0.f ? v : 0.f;
+    if (relu && v < 0.f) v = 0.f;  // NaN stays visible (as the CPU and PyTorch)
     y[i] = from_f32<T>(v);
   }
 }
@@ -426,7 +426,10 @@ BatchNormGrads batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor&
     if (!training)
       COHORT_FAIL(std::string(op) + ": a cuDNN training forward needs the training backward (x " +
                   x.str() + ")");
-    return cudnn_batch_norm_backward(ctx, dy, x, y, gamma, saved, args, dgamma, dbeta, accumulate);
+    BatchNormGrads from_cudnn;
+    if (cudnn_batch_norm_backward(ctx, dy, x, y, gamma, saved, args, dgamma, dbeta, accumulate,
+                                  from_cudnn))
+      return from_cudnn;
   }
 
   BatchNormGrads grads;

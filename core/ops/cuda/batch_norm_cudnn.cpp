@@ -18,10 +18,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "core/cuda/check.hpp"
 #include "core/cuda/context_cuda.hpp"
@@ -41,11 +44,27 @@ constexpr int64_t kRoutineBatchNormTrain = 1;
 
 enum Decision : int { untried = 0, fused_ok = 1, plain_ok = 2, declined = 3 };
 
-// cuDNN 9's status codes come in categories: 2xxx bad parameter, 3xxx not supported.
+// cuDNN 9's status codes come in categories: 2xxx bad parameter, 3xxx not
+// supported. A null or misaligned pointer is our bug, never a configuration to
+// route elsewhere.
 bool is_declined(cudnnStatus_t status) {
   const int code = static_cast<int>(status);
+  if (status == CUDNN_STATUS_BAD_PARAM_NULL_POINTER ||
+      status == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER)
+    return false;
   return code >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) &&
          code < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
+}
+
+// COHORT_CUDNN_VERBOSE=1: say once per problem what cuDNN declined and why.
+void report_declined(const char* what, const Tensor& x, cudnnStatus_t status) {
+  static const bool verbose = [] {
+    const char* v = std::getenv("COHORT_CUDNN_VERBOSE");
+    return v != nullptr && v[0] == '1';
+  }();
+  if (verbose)
+    std::fprintf(stderr, "cudnn batch norm: %s declined for x %s (%s): %s\n", what, x.str().c_str(),
+                 cudnnGetErrorString(status), "using the next path");
 }
 
 void check_status(cudnnStatus_t status, const char* call) {
@@ -68,8 +87,10 @@ BnShape bn_shape(const Tensor& x) {
     s.n = static_cast<int>(d[0]);
     s.h = static_cast<int>(d[1]);
     s.w = static_cast<int>(d[2]);
-  } else {
-    s.n = static_cast<int>(rows_of(x));
+  } else if (d[0] > 0) {
+    // Keep N the batch: cuDNN limits N (not H) for its persistent kernels.
+    s.n = static_cast<int>(d[0]);
+    s.h = static_cast<int>(rows_of(x) / d[0]);
   }
   s.c = static_cast<int>(channels_of(x));
   s.fits = s.n > 0 && s.c > 0;
@@ -117,7 +138,10 @@ class AlignedInOut {
   Tensor m_work;
 };
 
-void* workspace_or_null(CudaBackend& be, size_t bytes) {
+// cuDNN runs the Ex routines like the plain ones (no fused ReLU/add!) when given a
+// null workspace of size 0, so the fused ops always get at least a small one.
+void* workspace_for(CudaBackend& be, size_t bytes, cudnnBatchNormOps_t ops) {
+  if (ops != CUDNN_BATCHNORM_OPS_BN) bytes = std::max<size_t>(bytes, 256);
   return bytes == 0 ? nullptr : be.workspace(bytes);
 }
 
@@ -149,10 +173,12 @@ struct ForwardCall {
     st = cudnnGetBatchNormalizationTrainingExReserveSpaceSize(handle, kMode, ops, relu, d.x.get(),
                                                               &reserve_bytes);
     if (st != CUDNN_STATUS_SUCCESS) return st;
+    if (act) reserve_bytes = std::max<size_t>(reserve_bytes, 256);  // never null (as above)
     Tensor reserve;
     if (reserve_bytes > 0)
       reserve = new_tensor(ctx, Shape{static_cast<int64_t>(reserve_bytes)}, DType::u8);
-    void* ws = workspace_or_null(be, ws_bytes);
+    if (act) ws_bytes = std::max<size_t>(ws_bytes, 256);
+    void* ws = workspace_for(be, ws_bytes, ops);
     const float one = 1.f, zero = 0.f;
     st = cudnnBatchNormalizationForwardTrainingEx(
         handle, kMode, ops, &one, &zero, d.x.get(), x.raw(), add ? d.x.get() : nullptr,
@@ -212,13 +238,16 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
       decision = fused_ok;
       out.path = BatchNormPath::cudnn_fused;
       out.beta = beta;
-    } else if (!is_declined(st)) {
+    } else if (is_declined(st)) {
+      report_declined("fused batch norm + relu", x, st);
+    } else {
       check_status(st, "cudnnBatchNormalizationForwardTrainingEx (fused)");
     }
   }
   if (out.path == BatchNormPath::kernels) {
     const cudnnStatus_t st = call.run(CUDNN_BATCHNORM_OPS_BN);
     if (is_declined(st)) {
+      report_declined("batch norm", x, st);
       decision = declined;
       return Tensor();
     }
@@ -233,10 +262,11 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
   return y;
 }
 
-BatchNormGrads cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& x_in,
-                                         const Tensor& y_in, const Tensor& gamma_in,
-                                         const BatchNormSaved& saved, const BatchNormArgs& args,
-                                         Tensor& dgamma, Tensor& dbeta, bool accumulate) {
+bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& x_in,
+                               const Tensor& y_in, const Tensor& gamma_in,
+                               const BatchNormSaved& saved, const BatchNormArgs& args,
+                               Tensor& dgamma, Tensor& dbeta, bool accumulate,
+                               BatchNormGrads& result) {
   const char* op = "batch_norm_backward";
   const BnShape s = bn_shape(x_in);
   COHORT_CHECK(s.fits,
@@ -285,23 +315,37 @@ BatchNormGrads cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, cons
   cudnnActivationDescriptor_t relu = fused ? d.relu.get() : nullptr;
   const bool add = ops == CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION;
   size_t ws_bytes = 0;
-  COHORT_CUDNN_CHECK(cudnnGetBatchNormalizationBackwardExWorkspaceSize(
+  cudnnStatus_t st = cudnnGetBatchNormalizationBackwardExWorkspaceSize(
       handle, kMode, ops, d.x.get(), d.x.get(), d.x.get(), add ? d.x.get() : nullptr, d.x.get(),
-      d.channel.get(), relu, &ws_bytes));
-  void* ws = workspace_or_null(be, ws_bytes);
+      d.channel.get(), relu, &ws_bytes);
+  if (is_declined(st)) {
+    report_declined("batch norm backward", x, st);
+    return false;
+  }
+  check_status(st, "cudnnGetBatchNormalizationBackwardExWorkspaceSize");
+  if (fused) ws_bytes = std::max<size_t>(ws_bytes, 256);
+  void* ws = workspace_for(be, ws_bytes, ops);
   const Tensor& reserve = saved.reserve;
-  COHORT_CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
+  st = cudnnBatchNormalizationBackwardEx(
       handle, kMode, ops, &one, &zero, &one, param_blend, d.x.get(), x.raw(),
       fused ? d.x.get() : nullptr, fused ? y.raw() : nullptr, d.x.get(), dy.raw(),
       add ? d.x.get() : nullptr, add ? grads.dresidual.raw() : nullptr, d.x.get(), grads.dx.raw(),
       d.channel.get(), gamma.raw(), fused ? saved.beta.raw() : nullptr, dg.raw(), db.raw(),
       args.eps, saved.mean.raw(), saved.invstd.raw(), relu, ws, ws_bytes,
-      reserve.defined() ? reserve.raw() : nullptr, reserve.defined() ? reserve.nbytes() : 0));
+      reserve.defined() ? reserve.raw() : nullptr, reserve.defined() ? reserve.nbytes() : 0);
+  // Declined here (before anything ran): the own kernels take the same saved
+  // statistics and y, so the caller falls back to them.
+  if (is_declined(st)) {
+    report_declined("batch norm backward", x, st);
+    return false;
+  }
+  check_status(st, "cudnnBatchNormalizationBackwardEx");
   if (!direct) {
     if (dgamma.defined()) convert_into(ctx, dg, dgamma, accumulate);
     if (dbeta.defined()) convert_into(ctx, db, dbeta, accumulate);
   }
-  return grads;
+  result = std::move(grads);
+  return true;
 }
 
 }  // namespace cohort::core::ops::cuda

@@ -28,11 +28,13 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x, const Tensor& gamma
                               const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                               const BatchNormArgs& args, BatchNormSaved& saved);
 
-// Training backward for a forward that ran on cuDNN (saved.path != kernels).
-BatchNormGrads cudnn_batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x,
-                                         const Tensor& y, const Tensor& gamma,
-                                         const BatchNormSaved& saved, const BatchNormArgs& args,
-                                         Tensor& dgamma, Tensor& dbeta, bool accumulate);
+// Training backward for a forward that ran on cuDNN (saved.path != kernels) into
+// `result`. False, with dgamma/dbeta untouched, when cuDNN declines: the own
+// kernels then take over (same saved statistics, same y).
+bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                               const Tensor& gamma, const BatchNormSaved& saved,
+                               const BatchNormArgs& args, Tensor& dgamma, Tensor& dbeta,
+                               bool accumulate, BatchNormGrads& result);
 
 // Own kernels around cuDNN's plain batch norm (batch_norm.cu):
 // y = relu(y [+ residual]) in place (relu false: y += residual).

@@ -87,8 +87,8 @@ struct PoolDescriptors {
                static_cast<int>(xs[3]));
     y.set_nhwc(type, static_cast<int>(ys[0]), static_cast<int>(ys[1]), static_cast<int>(ys[2]),
                static_cast<int>(ys[3]));
-    pool.set_2d(mode_of(max, g), max, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w, g.stride_h,
-                g.stride_w);
+    pool.set_2d(mode_of(max, g), /*propagate_nan=*/true, g.kernel_h, g.kernel_w, g.pad_h, g.pad_w,
+                g.stride_h, g.stride_w);
   }
 };
 
