@@ -17,7 +17,9 @@ while (($#)); do
   esac
 done
 
-tools/install-deps.sh
+# COHORT_TEST_SLURM=1 (CI) also installs Slurm, so that the srun test runs
+# instead of reporting skipped.
+if [[ "${COHORT_TEST_SLURM:-0}" == 1 ]]; then tools/install-deps.sh --slurm; else tools/install-deps.sh; fi
 jobs=$(nproc)
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$jobs"

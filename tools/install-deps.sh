@@ -2,6 +2,8 @@
 # Installs the Debian/Ubuntu packages cohort needs that this machine lacks.
 # Idempotent: packages already present are left alone. The CUDA toolkit, cuDNN and
 # NCCL come from NVIDIA's packages and are optional (without them: CPU-only build).
+#   tools/install-deps.sh           # build, run, test
+#   tools/install-deps.sh --slurm   # also Slurm's daemons, for the srun test (CI)
 set -euo pipefail
 
 packages=(
@@ -14,6 +16,8 @@ packages=(
   dataset-fashion-mnist
   python3 python3-numpy python3-h5py python3-torch python3-torchvision
 )
+# tests/slurm/srun_check.sh starts a throwaway one-node cluster with these.
+if [[ "${1:-}" == --slurm ]]; then packages+=(slurmd slurmctld slurm-client munge); fi
 
 missing=()
 for p in "${packages[@]}"; do

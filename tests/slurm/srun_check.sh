@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# Runs the mpi suite under Slurm's own launcher, `srun --mpi=pmix`, to show that
+# cohort's bootstrap (comm/mpi_session.cpp: world and local ranks, device
+# planning) behaves as it does under mpirun (the `mpi` CTest label).
+#   srun_check.sh BUILD_DIR
+# Inside a Slurm allocation (SLURM_JOB_ID set) it uses that allocation's srun.
+# Anywhere else it starts a throwaway one-node cluster (private munged,
+# slurmctld and slurmd, all state under one temporary folder, ports picked at
+# random) and tears it down on exit; that needs root, as slurmd starts tasks.
+# Checks, each judged by exit code and output:
+#   1. srun --mpi=pmix -n 1, 2, 4 cohort_mpi_tests: exit 0 and rank 0's
+#      "[mpi] N rank(s); failed tests summed over ranks: 0" (so MPI saw N ranks,
+#      not N singletons); the Session tests in it assert world and local ranks.
+#      Where mpirun is Open MPI's, the same run under mpirun -np N must pass
+#      with the same numbers of passed and skipped tests. The environment is the
+#      mpi CTest tests' (COHORT_COLLECTIVE_TIMEOUT=120), plus, with more tasks
+#      than CPUs, OMPI_MCA_mpi_yield_when_idle=1 (see "the checks" below).
+#   2. three faults of the mpi fault tests (throw, exit without MPI_Finalize,
+#      hang caught by the watchdog) with cohort_mpi_fault: the step must end
+#      non-zero within 10 s with the message naming the operation. srun runs
+#      without --kill-on-bad-exit, as a user's would.
+# Settings: COHORT_SRUN_CHECK_BUDGET (seconds for the whole run, default 500),
+# COHORT_SLURM_KEEP=1 keeps the cluster's folder (configuration and logs).
+# Exit codes: 0 all passed, 1 a check failed, 2 usage, 77 skipped (no Slurm,
+# no pmix plugin, not root, or the cluster did not come up; the reason and the
+# daemons' log tails are printed).
+set -u
+
+if (($# != 1)); then
+  echo "usage: $0 BUILD_DIR" >&2
+  exit 2
+fi
+build=$(cd "$1" 2>/dev/null && pwd) || { echo "no build directory '$1'" >&2; exit 2; }
+suite=$build/tests/cohort_mpi_tests
+fault=$build/tests/cohort_mpi_fault
+for f in "$suite" "$fault"; do
+  [[ -x $f ]] || { echo "FAIL: $f is missing (build cohort_mpi_tests and cohort_mpi_fault)"; exit 1; }
+done
+
+skip() {
+  echo "skipped: $*"
+  exit 77
+}
+
+started=$(date +%s.%N)
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+# The whole run, teardown included, must end before the caller's limit (CTest
+# kills with SIGKILL, which would leave the daemons running): every command
+# gets at most what is left of COHORT_SRUN_CHECK_BUDGET (seconds, default 500)
+# less 40 s for killing it and tearing the cluster down.
+budget=${COHORT_SRUN_CHECK_BUDGET:-500}
+limit_for() {  # limit_for WANT_S: seconds this command may run (at least 1)
+  awk -v want="$1" -v used="$(elapsed "$started")" -v budget="$budget" \
+    'BEGIN { left = int(budget - 40 - used); l = want < left ? want : left; print l < 1 ? 1 : l }'
+}
+
+command -v srun >/dev/null || skip "srun is not installed (Debian: slurm-client, slurmd, slurmctld)"
+
+# ---- the throwaway cluster -------------------------------------------------
+tmp=""
+log=""
+ctld_pid=""
+daemon_pids=()  # munged, slurmctld, slurmd
+
+port_in_use() {  # any TCP socket on this port, listening or not
+  local hex
+  hex=$(printf '%04X' "$1")
+  awk -v p="$hex" 'FNR > 1 { split($2, a, ":"); if (a[2] == p) found = 1 } END { exit !found }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+pick_port_pair() {  # two adjacent free ports in 20000..59999
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    if ! port_in_use "$p" && ! port_in_use $((p + 1)); then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+show_logs() {
+  local f
+  for f in "$tmp"/log/*.log; do
+    [[ -s $f ]] || continue
+    echo "---- last lines of $f"
+    tail -n 15 "$f"
+  done
+}
+
+on_exit() {
+  local rc=$? pid alive=0 jobs=()
+  trap - EXIT INT TERM
+  [[ -n $log ]] && rm -f "$log"
+  [[ -n $tmp ]] || exit "$rc"
+  # Jobs first (a killed check may leave a step behind), then the daemons we
+  # started, each by the pid we recorded: never by name, never anyone else's.
+  if [[ -n $ctld_pid ]] && kill -0 "$ctld_pid" 2>/dev/null; then
+    mapfile -t jobs < <(squeue -h -o %i 2>/dev/null)
+    if ((${#jobs[@]})); then
+      scancel --quiet "${jobs[@]}" 2>/dev/null
+      for _ in $(seq 20); do
+        [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break
+        sleep 0.25
+      done
+    fi
+  fi
+  # All at once (each takes 1-2 s to save state and go), up to 10 s, then KILL.
+  for pid in "${daemon_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for _ in $(seq 40); do
+    alive=0
+    for pid in "${daemon_pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.25
+  done
+  if ((alive)); then
+    for pid in "${daemon_pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    done
+  fi
+  ((rc != 0 && rc != 77)) && show_logs
+  if [[ -n ${COHORT_SLURM_KEEP:-} ]]; then
+    echo "kept $tmp (COHORT_SLURM_KEEP)"
+  else
+    rm -rf "$tmp"
+  fi
+  exit "$rc"
+}
+
+# Waits up to $2 seconds for the pid file $1, then prints the pid.
+wait_pid_file() {
+  for _ in $(seq $(($2 * 4))); do
+    if [[ -s $1 ]]; then
+      cat "$1"
+      return 0
+    fi
+    sleep 0.25
+  done
+  return 1
+}
+
+start_cluster() {
+  for d in slurmctld slurmd; do
+    command -v "$d" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
+    command -v "$d" >/dev/null || skip "$d is not installed (Debian: slurmctld, slurmd)"
+  done
+  ((EUID == 0)) || skip "a throwaway cluster needs root (slurmd starts the tasks); run as root or inside a Slurm allocation"
+  local node ctld_port auth pid
+  node=$(hostname -s)
+  ctld_port=$(pick_port_pair) || skip "no free TCP port pair for slurmctld/slurmd"
+  tmp=$(mktemp -d /tmp/cohort-slurm.XXXXXX)
+  mkdir -p "$tmp"/{state,spool,log,munge}
+  chmod 700 "$tmp/munge"
+  : >"$tmp/plugstack.conf"
+  # mpi.conf is read from next to slurm.conf; keeps the PMIx plugin's
+  # per-step directories in here rather than in /tmp.
+  mkdir -p "$tmp/pmix"
+  echo "PMIxCliTmpDirBase=$tmp/pmix" >"$tmp/mpi.conf"
+
+  # Authentication: a private munged on its own socket and key. Without munged,
+  # auth/none, which Slurm up to 22.05 still ships (a newer slurmctld then
+  # refuses to start and the check is skipped with its log).
+  if command -v munged >/dev/null || [[ -x /usr/sbin/munged ]]; then
+    head -c 1024 /dev/urandom >"$tmp/munge/munge.key"
+    chmod 400 "$tmp/munge/munge.key"
+    PATH=$PATH:/usr/sbin munged --force --socket="$tmp/munge/socket" \
+      --key-file="$tmp/munge/munge.key" --pid-file="$tmp/munge/munged.pid" \
+      --seed-file="$tmp/munge/seed" --log-file="$tmp/log/munged.log" ||
+      { show_logs; skip "munged did not start"; }
+    pid=$(wait_pid_file "$tmp/munge/munged.pid" 10) || { show_logs; skip "munged wrote no pid file"; }
+    daemon_pids+=("$pid")
+    auth="AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$tmp/munge/socket"
+  else
+    auth="AuthType=auth/none
+CredType=cred/none"
+  fi
+
+  cat >"$tmp/slurm.conf" <<EOF
+# Throwaway one-node cluster of tests/slurm/srun_check.sh
+ClusterName=cohortcheck
+SlurmctldHost=$node(127.0.0.1)
+SlurmctldPort=$ctld_port
+SlurmdPort=$((ctld_port + 1))
+SlurmUser=root
+SlurmdUser=root
+$auth
+StateSaveLocation=$tmp/state
+SlurmdSpoolDir=$tmp/spool
+SlurmctldPidFile=$tmp/slurmctld.pid
+SlurmdPidFile=$tmp/slurmd.pid
+SlurmctldLogFile=$tmp/log/slurmctld.log
+SlurmdLogFile=$tmp/log/slurmd.log
+PlugStackConfig=$tmp/plugstack.conf
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/builtin
+MpiDefault=none
+ReturnToService=2
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+PartitionName=cohort Nodes=$node Default=YES MaxTime=INFINITE State=UP
+EOF
+  export SLURM_CONF=$tmp/slurm.conf
+  slurmctld -f "$SLURM_CONF" || { show_logs; skip "slurmctld did not start"; }
+  pid=$(wait_pid_file "$tmp/slurmctld.pid" 15) || { show_logs; skip "slurmctld wrote no pid file"; }
+  daemon_pids+=("$pid")
+  ctld_pid=$pid
+  slurmd -f "$SLURM_CONF" -N "$node" || { show_logs; skip "slurmd did not start"; }
+  pid=$(wait_pid_file "$tmp/slurmd.pid" 15) || { show_logs; skip "slurmd wrote no pid file"; }
+  daemon_pids+=("$pid")
+  local state=""
+  for _ in $(seq 120); do
+    state=$(sinfo -h -n "$node" -o %T 2>/dev/null)
+    [[ $state == idle ]] && break
+    sleep 0.25
+  done
+  if [[ $state != idle ]]; then
+    show_logs
+    skip "node $node of the throwaway cluster is '${state:-unknown}', not idle, after 30 s"
+  fi
+  echo "throwaway cluster up in $(elapsed "$started") s: node $node, ports $ctld_port/$((ctld_port + 1)), $tmp"
+}
+
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+if [[ -n ${SLURM_JOB_ID:-} ]]; then
+  echo "inside Slurm job $SLURM_JOB_ID: using its srun"
+else
+  # Stray SLURM_* settings would point srun elsewhere.
+  unset SLURM_CONF
+  start_cluster
+fi
+
+mpi_types=$(srun --mpi=list 2>&1)
+if ! grep -qw pmix <<<"$mpi_types"; then
+  skip "srun --mpi=list has no pmix (Debian ships mpi_pmix.so in slurm-wlm-basic-plugins): $mpi_types"
+fi
+
+# ---- the checks --------------------------------------------------------------
+# --overcommit: more tasks than CPUs, as --oversubscribe allows for mpirun.
+# mpirun --oversubscribe also makes Open MPI yield while it waits; direct-
+# launched ranks busy-poll instead, and 4 ranks spinning on 2 cores made the
+# suite take 70-80 s instead of 1.4 s. So, with more tasks than CPUs, ask for
+# the same yield (other MPI libraries ignore the variable).
+srun_cmd=(srun --mpi=pmix --overcommit --export=ALL)
+cpus=${SLURM_CPUS_ON_NODE:-$(nproc)}
+yield=()  # set_yield N: the setting for N tasks, or nothing
+set_yield() {
+  yield=()
+  (($1 > cpus)) && yield=(OMPI_MCA_mpi_yield_when_idle=1)
+}
+# The same executable under mpirun, for its test counts, where mpirun is Open
+# MPI's (the flags are those of the mpi CTest tests).
+mpirun_cmd=()
+if command -v mpirun >/dev/null && mpirun --version 2>/dev/null | grep -q "Open MPI"; then
+  mpirun_cmd=(mpirun --oversubscribe)
+  ((EUID == 0)) && mpirun_cmd+=(--allow-run-as-root)
+fi
+failures=0
+log=$(mktemp)
+
+# "P passed, S skipped" from rank 0's GoogleTest summary in the log (colour
+# codes dropped: mpirun hands the ranks a terminal, so GoogleTest colours).
+test_counts() {
+  local plain passed skipped
+  plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+  passed=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$plain" | grep -Eo '[0-9]+$')
+  skipped=$(grep -Eo '^\[  SKIPPED \] [0-9]+' <<<"$plain" | grep -Eo '[0-9]+$')
+  echo "${passed:-0} passed, ${skipped:-0} skipped"
+}
+
+for n in 1 2 4; do
+  t0=$(date +%s.%N)
+  set_yield "$n"
+  limit=$(limit_for 150)
+  env COHORT_COLLECTIVE_TIMEOUT=120 "${yield[@]}" timeout --kill-after=10 "$limit" \
+    "${srun_cmd[@]}" --ntasks="$n" "$suite" >"$log" 2>&1
+  rc=$?
+  took=$(elapsed "$t0")
+  counts=$(test_counts)
+  summary="[mpi] $n rank(s); failed tests summed over ranks: 0"
+  if ((rc != 0)) || ! grep -qF -- "$summary" "$log"; then
+    cat "$log"
+    echo "FAIL srun --mpi=pmix -n $n cohort_mpi_tests: exit code $rc after $took s (limit $limit s), expected 0 and '$summary'"
+    failures=$((failures + 1))
+    continue
+  fi
+  echo "PASS srun --mpi=pmix -n $n cohort_mpi_tests: $counts on rank 0, $took s"
+  ((${#mpirun_cmd[@]})) || continue
+  t0=$(date +%s.%N)
+  limit=$(limit_for 150)
+  # Inside an allocation mpirun counts the allocated tasks as slots, sees no
+  # oversubscription and does not yield either (55 s instead of 1.4 s).
+  env COHORT_COLLECTIVE_TIMEOUT=120 "${yield[@]}" timeout --kill-after=10 "$limit" \
+    "${mpirun_cmd[@]}" -np "$n" "$suite" >"$log" 2>&1
+  rc=$?
+  took=$(elapsed "$t0")
+  if ((rc == 0)) && [[ $(test_counts) == "$counts" ]]; then
+    echo "PASS   same counts under mpirun -np $n ($took s)"
+  else
+    cat "$log"
+    echo "FAIL   mpirun -np $n: exit code $rc after $took s (limit $limit s), $(test_counts) (srun: $counts)"
+    failures=$((failures + 1))
+  fi
+done
+
+# A fault must end the whole step, non-zero, within its limit, with a message
+# naming the operation. Judged here rather than by tests/mpi/fault_driver.sh:
+# when one task dies, Slurm cancels the step and SIGKILLs the others, so srun
+# itself can exit 137, which that driver reads as "killed by timeout";
+# timeout --verbose says when it really had to act.
+#   fault_case NAME TASKS LIMIT_S REGEX VAR=VALUE...
+fault_case() {
+  local name=$1 n=$2 limit=$3 regex=$4 t0 rc took verdict=""
+  shift 4
+  t0=$(date +%s.%N)
+  set_yield "$n"
+  limit=$(limit_for "$limit")
+  env COHORT_COLLECTIVE_TIMEOUT=3 "${yield[@]}" "$@" timeout --verbose --kill-after=5 "$limit" \
+    "${srun_cmd[@]}" --ntasks="$n" "$fault" >"$log" 2>&1
+  rc=$?
+  took=$(elapsed "$t0")
+  if grep -q '^timeout: sending signal' "$log"; then
+    verdict="the step was still running after $limit s and had to be killed"
+  elif ((rc == 0)); then
+    verdict="the step exited 0 but had to fail"
+  elif ! grep -Eq -- "$regex" "$log"; then
+    verdict="the output does not match /$regex/"
+  fi
+  if [[ -z $verdict ]]; then
+    echo "PASS fault $name ($*, $n tasks): srun exit code $rc after $took s"
+  else
+    cat "$log"
+    echo "FAIL fault $name ($*, $n tasks): $verdict (exit code $rc after $took s)"
+    failures=$((failures + 1))
+  fi
+}
+# An exception on one rank: run_rank_main calls MPI_Abort.
+fault_case throw 4 10 "uncaught exception: injected fault .*throw at all_reduce #2" \
+  COHORT_FAULT=1:2:throw
+# A rank leaves without MPI_Finalize: nobody aborts; the launcher must notice
+# (mpirun kills the job; under srun the PMIx plugin cancels the step).
+fault_case exit 2 10 "exit at all_reduce #2.*exiting without MPI_Finalize" COHORT_FAULT=1:2:exit
+# A rank stops calling collectives: the watchdog on rank 0 calls MPI_Abort.
+fault_case hang 2 10 "watchdog: all_reduce #3 .* did not complete within 3 s" COHORT_FAULT=1:3:hang
+
+echo "srun_check: $failures failure(s), $(elapsed "$started") s in all"
+((failures == 0))
