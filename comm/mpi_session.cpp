@@ -47,8 +47,11 @@ void warn_if_srun_without_pmi() {
 void warn_if_oversubscribed(int local_rank, int local_size, const std::string& host) {
   const unsigned cores = std::thread::hardware_concurrency();
   if (local_rank != 0 || cores == 0 || static_cast<unsigned>(local_size) <= cores) return;
-  const char* yield = std::getenv("OMPI_MCA_mpi_yield_when_idle");
-  if (yield != nullptr && yield[0] == '1') return;
+  // Open MPI yields when told to, or when mpirun --oversubscribe started the ranks.
+  for (const char* knob : {"OMPI_MCA_mpi_yield_when_idle", "OMPI_MCA_mpi_oversubscribe"}) {
+    const char* v = std::getenv(knob);
+    if (v != nullptr && v[0] == '1') return;
+  }
   std::fprintf(
       stderr,
       "cohort: %d ranks share the %u cores of %s: waiting ranks will busy-poll; set "
