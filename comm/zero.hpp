@@ -83,15 +83,18 @@
 // what an unsharded optimizer's state() holds, so a checkpoint written from it is
 // independent of the world size; load_optimizer_state() takes such a state on
 // every rank and keeps the shard's part. Under stage 3, Graph::state() has no
-// parameter values between layers: gather_parameters() gives the whole vector.
+// parameter values between layers: gather_parameters() gives the whole vector,
+// and load_parameters() takes one back. comm/zero_checkpoint.hpp builds whole
+// training checkpoints (io::TrainingSnapshot files) from these, loadable at any
+// stage and world size and by io::load_training_checkpoint.
 //
 // Limits: stage 3 needs f32 compute (16-bit compute copies would have to be
 // gathered too); with a 16-bit compute dtype, stage 2 keeps the graph's 16-bit
 // compute gradients whole (counted by memory()); bf16 gradient communication is
 // stages 0/1 only; the graph is built whole on every rank before sharding (no
 // sharded initialisation) and stays sharded when the engine is destroyed.
-// io::save_training_checkpoint reads Optimizer::state(), i.e. only this rank's
-// part when sharded: write gather_optimizer_state() instead.
+// io::save_training_checkpoint refuses a sharded optimizer (its state() is only
+// this rank's part): use comm::save_zero_checkpoint.
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -201,6 +204,9 @@ class ZeroDataParallel {
 
   int stage() const { return m_options.stage; }
   int rank() const { return m_rank; }
+  core::nn::Graph& graph() { return m_graph; }
+  // Throws for a memory plan (no communicator).
+  Communicator& communicator() const { return comm("communicator"); }
   const ShardLayout& layout() const { return m_layout; }
   core::optim::Optimizer& optimizer() { return *m_optimizer; }
   // Stage 3: this rank's parameter shard (S elements; the tail past N is zero).
@@ -217,6 +223,11 @@ class ZeroDataParallel {
   void load_optimizer_state(core::Context& ctx, const std::map<std::string, core::Tensor>& full);
   // Collective for stage 3. All N parameters, f32, on every rank (a new tensor).
   core::Tensor gather_parameters(core::Context& ctx);
+  // Every rank passes all N parameters (f32, flat, any device; e.g. read from a
+  // checkpoint): stage 3 keeps its shard (and drops gathered layer copies, now
+  // stale), stages 0-2 overwrite the graph's parameters and refresh the 16-bit
+  // compute copies. Not collective; queued on ctx's stream.
+  void load_parameters(core::Context& ctx, const core::Tensor& full);
 
  private:
   struct Bucket {

@@ -1,5 +1,6 @@
 // ZeroDataParallel: optimizer state across shards (gather to rank 0, load from a
-// whole state) and per-rank memory, measured on the storages actually held.
+// whole state), loading whole parameters into the shard, and per-rank memory,
+// measured on the storages actually held.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -127,6 +128,27 @@ void ZeroDataParallel::load_optimizer_state(Context& ctx,
       target.copy_from(source, ctx.stream());
     }
   }
+}
+
+void ZeroDataParallel::load_parameters(Context& ctx, const Tensor& full) {
+  const int64_t n = m_layout.total;
+  COHORT_CHECK(full.defined() && full.dtype() == DType::f32 && full.numel() == n,
+               fmt::format("ZeroDataParallel::load_parameters: expected f32 with {} elements, got "
+                           "{}",
+                           n, full.defined() ? full.str() : std::string("an undefined tensor")));
+  const Tensor flat = full.flat(0, n);
+  if (m_options.stage < 3) {
+    m_graph.flat_params().copy_from(flat, ctx.stream());
+    m_graph.refresh_compute_weights(ctx);
+    return;
+  }
+  // Layer copies gathered before (a forward that threw, an unused prefetch)
+  // would hold the old values.
+  for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id)
+    if (m_gathered[static_cast<size_t>(id)].defined()) release_layer(id, *m_graph.layer(id));
+  drop_prefetch();
+  const int64_t lo = m_layout.begin(m_rank), count = m_layout.count(m_rank);
+  m_param_shard.flat(0, count).copy_from(flat.flat(lo, count), ctx.stream());
 }
 
 // ---- memory report ----------------------------------------------------------------------

@@ -2,18 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "core/io/checkpoint.hpp"
 
 namespace cohort::core::io {
 namespace {
 
-std::map<std::string, Tensor> prefixed(const std::map<std::string, Tensor>& in,
-                                       const std::string& prefix) {
-  std::map<std::string, Tensor> out;
-  for (const auto& [name, t] : in)
-    out.emplace(prefix + name, t);
-  return out;
-}
+// The file's names for the two tensor families.
+constexpr const char* kModelPrefix = "model/";
+constexpr const char* kOptimPrefix = "optim/";
 
 int64_t integer(const CheckpointData& d, const std::string& key, const std::string& path) {
   auto it = d.integers.find(key);
@@ -22,89 +20,205 @@ int64_t integer(const CheckpointData& d, const std::string& key, const std::stri
   return it->second;
 }
 
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::string describe(const TensorSpec& spec) {
+  return fmt::format("{}{}", dtype_name(spec.dtype), spec.shape.str());
+}
+
+std::string describe(const Tensor& t) {
+  return fmt::format("{}{}", dtype_name(t.dtype()), t.shape().str());
+}
+
+// load_tensors' checks, on shapes alone (no target needs to exist yet).
+void tensor_problems(const std::map<std::string, Tensor>& found, const TensorSpecs& expected,
+                     const std::string& prefix, std::vector<std::string>& problems) {
+  for (const auto& [key, spec] : expected) {
+    const std::string name = prefix + key;
+    const auto it = found.find(key);
+    if (it == found.end()) {
+      problems.push_back(fmt::format("missing: '{}' (model expects {})", name, describe(spec)));
+      continue;
+    }
+    if (it->second.shape() != spec.shape)
+      problems.push_back(fmt::format("shape mismatch: '{}': checkpoint {} vs model {}", name,
+                                     describe(it->second), describe(spec)));
+    if (it->second.dtype() != spec.dtype)
+      problems.push_back(fmt::format("dtype mismatch: '{}': checkpoint {} vs model {}", name,
+                                     describe(it->second), describe(spec)));
+  }
+  for (const auto& [key, t] : found)
+    if (!expected.contains(key))
+      problems.push_back(
+          fmt::format("unexpected: '{}{}' ({}) is in the checkpoint but not in the model", prefix,
+                      key, describe(t)));
+}
+
+// Copies checked entries into their targets on ctx's stream; the caller
+// synchronises before the sources go away.
+void copy_into(const std::map<std::string, Tensor>& sources,
+               const std::map<std::string, Tensor>& targets, const Context& ctx) {
+  for (const auto& [name, target] : targets) {
+    Tensor destination = target;  // shares storage: copy_from writes the caller's tensor
+    destination.copy_from(sources.at(name), ctx.stream());
+  }
+}
+
 }  // namespace
 
-void save_training_checkpoint(const std::string& path, nn::Graph& graph,
-                              optim::Optimizer& optimizer, const optim::LossScaler* scaler,
-                              const Context& ctx, const TrainingProgress& progress) {
+// ---- snapshots ---------------------------------------------------------------------------
+
+void write_training_snapshot(const std::string& path, const TrainingSnapshot& snapshot,
+                             const Context& ctx) {
   CheckpointData data;
   ctx.synchronize();  // device state must be final before it is copied
   auto to_host = [&](const std::map<std::string, Tensor>& tensors, const std::string& prefix) {
     for (const auto& [name, t] : tensors)
       data.tensors.emplace(prefix + name,
-                           t.device().is_cpu() ? t.clone() : t.to(Device::cpu(), ctx.stream()));
+                           t.device().is_cpu() ? t : t.to(Device::cpu(), ctx.stream()));
   };
-  to_host(graph.state(), "model/");
-  to_host(optimizer.state(), "optim/");
+  to_host(snapshot.model, kModelPrefix);
+  to_host(snapshot.optimizer, kOptimPrefix);
   ctx.synchronize();
+  const TrainingProgress& progress = snapshot.progress;
   data.integers["step"] = progress.step;
   data.integers["epoch"] = progress.epoch;
   data.integers["sample_in_epoch"] = progress.sample_in_epoch;
-  data.integers["optimizer_steps"] = optimizer.steps();
+  data.integers["optimizer_steps"] = snapshot.optimizer_steps;
   // The RNG state is two numbers: seed and counter offset (Philox is counter based).
-  data.integers["rng_seed"] = static_cast<int64_t>(ctx.seed());
-  data.integers["rng_offset"] = static_cast<int64_t>(ctx.rng_offset());
-  if (scaler != nullptr && scaler->enabled()) {
-    const optim::LossScalerState scaler_state = scaler->state(ctx);
-    data.reals["loss_scale"] = scaler_state.scale;
-    data.integers["loss_scale_growth_tracker"] = scaler_state.growth_tracker;
-    data.integers["loss_scale_skipped_steps"] = scaler_state.skipped_steps;
+  data.integers["rng_seed"] = static_cast<int64_t>(snapshot.rng_seed);
+  data.integers["rng_offset"] = static_cast<int64_t>(snapshot.rng_offset);
+  if (snapshot.loss_scaler) {
+    data.reals["loss_scale"] = snapshot.loss_scaler->scale;
+    data.integers["loss_scale_growth_tracker"] = snapshot.loss_scaler->growth_tracker;
+    data.integers["loss_scale_skipped_steps"] = snapshot.loss_scaler->skipped_steps;
   }
   data.strings["config"] = progress.config;
-  data.strings["optimizer"] = optimizer.config().kind;
+  data.strings["optimizer"] = snapshot.optimizer_kind;
   write_checkpoint(path, data);
+}
+
+TrainingSnapshot read_training_snapshot(const std::string& path) {
+  CheckpointData data = read_checkpoint(path);
+  TrainingSnapshot s;
+  for (auto& [name, t] : data.tensors) {
+    if (starts_with(name, kModelPrefix))
+      s.model.emplace(name.substr(std::string(kModelPrefix).size()), std::move(t));
+    else if (starts_with(name, kOptimPrefix))
+      s.optimizer.emplace(name.substr(std::string(kOptimPrefix).size()), std::move(t));
+    else
+      COHORT_FAIL(
+          fmt::format("checkpoint {}: tensor '{}' is neither a model ('{}') nor an "
+                      "optimizer ('{}') entry: not a training checkpoint",
+                      path, name, kModelPrefix, kOptimPrefix));
+  }
+  if (auto kind = data.strings.find("optimizer"); kind != data.strings.end())
+    s.optimizer_kind = kind->second;
+  if (auto c = data.strings.find("config"); c != data.strings.end()) s.progress.config = c->second;
+  s.progress.step = integer(data, "step", path);
+  s.progress.epoch = integer(data, "epoch", path);
+  s.progress.sample_in_epoch = integer(data, "sample_in_epoch", path);
+  s.optimizer_steps = integer(data, "optimizer_steps", path);
+  s.rng_seed = static_cast<uint64_t>(integer(data, "rng_seed", path));
+  s.rng_offset = static_cast<uint64_t>(integer(data, "rng_offset", path));
+  if (auto scale = data.reals.find("loss_scale"); scale != data.reals.end())
+    s.loss_scaler =
+        optim::LossScalerState{scale->second, integer(data, "loss_scale_growth_tracker", path),
+                               integer(data, "loss_scale_skipped_steps", path)};
+  return s;
+}
+
+TensorSpecs model_specs(const nn::Graph& graph) {
+  TensorSpecs specs;
+  for (const nn::Parameter& p : graph.parameters())
+    specs.emplace(p.name, TensorSpec{p.shape, DType::f32});
+  // The rest of state() are the buffers, owned one by one (never released by
+  // sharding, unlike the parameter values).
+  for (const auto& [name, t] : graph.state())
+    if (!specs.contains(name)) specs.emplace(name, TensorSpec{t.shape(), t.dtype()});
+  return specs;
+}
+
+TensorSpecs optimizer_specs(const nn::Graph& graph, const optim::Optimizer& optimizer) {
+  TensorSpecs specs;
+  for (const auto& [buffer, storage] : optimizer.state_buffers())
+    for (const nn::Parameter& p : graph.parameters())
+      specs.emplace(fmt::format("{}/{}", buffer, p.name), TensorSpec{p.shape, DType::f32});
+  return specs;
+}
+
+void check_training_snapshot(const std::string& path, const TrainingSnapshot& snapshot,
+                             const TensorSpecs& model, const TensorSpecs& optimizer,
+                             const std::string& optimizer_kind, bool needs_scaler) {
+  std::vector<std::string> problems;
+  if (snapshot.optimizer_kind != optimizer_kind)
+    problems.push_back(fmt::format("optimizer '{}' does not match the configured '{}'",
+                                   snapshot.optimizer_kind.empty() ? "?" : snapshot.optimizer_kind,
+                                   optimizer_kind));
+  if (needs_scaler && !snapshot.loss_scaler)
+    problems.push_back("fp16 loss scaling is on but the checkpoint has no loss-scaler state");
+  tensor_problems(snapshot.model, model, kModelPrefix, problems);
+  tensor_problems(snapshot.optimizer, optimizer, kOptimPrefix, problems);
+  if (problems.empty()) return;
+  std::string message = fmt::format("checkpoint {}: {} problem{}; nothing loaded", path,
+                                    problems.size(), problems.size() == 1 ? "" : "s");
+  for (const std::string& p : problems)
+    message += "\n  " + p;
+  COHORT_FAIL(message);
+}
+
+// ---- one process ------------------------------------------------------------------------
+
+void save_training_checkpoint(const std::string& path, nn::Graph& graph,
+                              optim::Optimizer& optimizer, const optim::LossScaler* scaler,
+                              const Context& ctx, const TrainingProgress& progress) {
+  COHORT_CHECK(!optimizer.sharded(),
+               fmt::format("save_training_checkpoint('{}'): the optimizer is sharded and holds "
+                           "only its part of the state; use comm::save_zero_checkpoint",
+                           path));
+  TrainingSnapshot s;
+  s.model = graph.state();
+  s.optimizer = optimizer.state();
+  s.optimizer_kind = optimizer.config().kind;
+  s.optimizer_steps = optimizer.steps();
+  s.rng_seed = ctx.seed();
+  s.rng_offset = ctx.rng_offset();
+  if (scaler != nullptr && scaler->enabled()) s.loss_scaler = scaler->state(ctx);
+  s.progress = progress;
+  write_training_snapshot(path, s, ctx);
 }
 
 TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& graph,
                                           optim::Optimizer& optimizer, optim::LossScaler* scaler,
                                           Context& ctx) {
-  const CheckpointData data = read_checkpoint(path);
-  auto kind = data.strings.find("optimizer");
-  COHORT_CHECK(
-      kind != data.strings.end() && kind->second == optimizer.config().kind,
-      fmt::format("checkpoint {}: optimizer '{}' does not match the configured '{}'", path,
-                  kind == data.strings.end() ? "?" : kind->second, optimizer.config().kind));
-  // Everything is read and checked before anything is changed.
-  TrainingProgress p;
-  p.step = integer(data, "step", path);
-  p.epoch = integer(data, "epoch", path);
-  p.sample_in_epoch = integer(data, "sample_in_epoch", path);
-  const int64_t optimizer_steps = integer(data, "optimizer_steps", path);
-  const auto seed = static_cast<uint64_t>(integer(data, "rng_seed", path));
-  const auto offset = static_cast<uint64_t>(integer(data, "rng_offset", path));
-  optim::LossScalerState scaler_state;
+  COHORT_CHECK(!optimizer.sharded(),
+               fmt::format("load_training_checkpoint('{}'): the optimizer is sharded; use "
+                           "comm::load_zero_checkpoint",
+                           path));
+  const TrainingSnapshot s = read_training_snapshot(path);
   const bool restore_scaler = scaler != nullptr && scaler->enabled();
-  if (restore_scaler) {
-    auto scale = data.reals.find("loss_scale");
-    COHORT_CHECK(scale != data.reals.end(),
-                 fmt::format("checkpoint {}: fp16 loss scaling is on but the checkpoint has no "
-                             "loss-scaler state",
-                             path));
-    scaler_state = {scale->second, integer(data, "loss_scale_growth_tracker", path),
-                    integer(data, "loss_scale_skipped_steps", path)};
-  }
-  if (auto c = data.strings.find("config"); c != data.strings.end()) p.config = c->second;
-
-  // One combined check over model and optimizer entries: every problem in one
-  // message, nothing copied unless all match. Work still queued on ctx must not
-  // overwrite the loaded values, and the host copies must outlive the transfers.
-  std::map<std::string, Tensor> targets = prefixed(graph.state(), "model/");
-  for (auto& [name, t] : prefixed(optimizer.state(), "optim/"))
-    targets.emplace(name, t);
+  // Everything is read and checked before anything is changed.
+  check_training_snapshot(path, s, model_specs(graph), optimizer_specs(graph, optimizer),
+                          optimizer.config().kind, restore_scaler);
+  // Work still queued on ctx must not overwrite the loaded values, and the host
+  // copies (`s`) must outlive the transfers.
   ctx.synchronize();
-  load_tensors(data, "", targets, /*strict=*/true, ctx.stream());
-  optimizer.set_steps(optimizer_steps);
-  ctx.set_seed(seed, offset);
-  if (restore_scaler) scaler->set_state(ctx, scaler_state);
+  copy_into(s.model, graph.state(), ctx);
+  copy_into(s.optimizer, optimizer.state(), ctx);
+  optimizer.set_steps(s.optimizer_steps);
+  ctx.set_seed(s.rng_seed, s.rng_offset);
+  if (restore_scaler) scaler->set_state(ctx, *s.loss_scaler);
   graph.refresh_compute_weights(ctx);
   ctx.synchronize();
-  return p;
+  return s.progress;
 }
 
 void load_model_weights(const std::string& path, nn::Graph& graph, bool strict) {
   const CheckpointData data = read_checkpoint(path);
   Context ctx(graph.device());
-  load_tensors(data, "model/", graph.state(), strict, ctx.stream());
+  load_tensors(data, kModelPrefix, graph.state(), strict, ctx.stream());
   graph.refresh_compute_weights(ctx);  // 16-bit compute copies follow the loaded masters
   ctx.synchronize();                   // `data` (the host sources) dies with this function
 }
