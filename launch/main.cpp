@@ -1,6 +1,7 @@
 // The `cohort` executable. Subcommands:
-//   cohort demo [--device auto|cpu|cuda:N] [--epochs N] [--batch N] [--lr X]
-//       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist)
+//   cohort demo [--device auto|cpu|cuda:N] [--epochs N] [--batch N] [--lr X] [--zero 0-3]
+//       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist); under
+//       mpirun/srun the ranks train it data-parallel (one GPU per local rank, or CPUs)
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
@@ -15,9 +16,12 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
+#include "comm/abort.hpp"
 #include "comm/bench_comm.hpp"
+#include "comm/mpi_session.hpp"
 #include "comm/zero_report.hpp"
 #include "core/device.hpp"
 #include "core/error.hpp"
@@ -35,6 +39,47 @@ cohort::core::Device resolve_device(const std::string& text) {
   return cohort::core::Device::parse(text);
 }
 
+// Started by a launcher as one of several ranks (Open MPI's mpirun, or a PMI/PMIx
+// launcher such as srun --mpi=pmix)? Single runs stay free of MPI.
+bool launched_as_ranks() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(var) != nullptr) return true;
+  return false;
+}
+
+// The demo as one rank of a data-parallel job: MPI session (device per local
+// rank), a communicator over the world (NCCL on GPUs, MPI on CPUs), rank 0 talks.
+// A failure on any rank ends every rank (run_rank_main).
+int run_demo_ranks(int* argc, char*** argv, cohort::launch::FashionMnistOptions demo,
+                   const std::string& device_text) {
+  return cohort::comm::run_rank_main([&] {
+    using namespace cohort;
+    comm::SessionOptions so;
+    // Under a launcher each rank takes the GPU of its local rank: "cuda:N" means "GPUs".
+    so.device =
+        comm::parse_device_policy(device_text.rfind("cuda:", 0) == 0 ? "cuda" : device_text);
+    comm::MpiSession session(argc, argv, so);
+    demo.device = session.device();
+    const comm::Backend backend = demo.device.is_cuda() ? comm::Backend::nccl : comm::Backend::mpi;
+    auto communicator = comm::make_communicator(backend, MPI_COMM_WORLD, demo.device);
+    demo.comm = communicator.get();
+    demo.verbose = demo.verbose && session.rank() == 0;
+    if (session.rank() == 0)
+      fmt::print(
+          "cohort demo: Fashion-MNIST from {}, {} ranks ({} backend, rank 0 on {}), ZeRO stage "
+          "{}, {} epoch(s), global batch {}\n",
+          demo.data_dir, session.size(), comm::backend_name(backend), demo.device.str(),
+          demo.zero_stage, demo.epochs, demo.batch_size);
+    const launch::FashionMnistResult r = launch::train_fashion_mnist(demo);
+    if (session.rank() == 0) {
+      fmt::print("step time per rank (mean):\n{}", r.step_times.str());
+      fmt::print("test accuracy {:.2f}% on 10000 images ({} steps, {:.1f} s)\n",
+                 100.0 * r.test_accuracy, r.steps, r.seconds);
+    }
+    return 0;
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,6 +95,8 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--batch", demo.batch_size)->capture_default_str();
   demo_cmd->add_option("--lr", demo.lr)->capture_default_str();
   demo_cmd->add_option("--seed", demo.seed)->capture_default_str();
+  demo_cmd->add_option("--zero", demo.zero_stage, "ZeRO stage under mpirun/srun (0: plain DP)")
+      ->capture_default_str();
   demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")
       ->capture_default_str();
 
@@ -116,6 +163,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo_cmd->parsed()) {
+      if (launched_as_ranks()) return run_demo_ranks(&argc, &argv, demo, demo_device);
       demo.device = resolve_device(demo_device);
       fmt::print("cohort demo: Fashion-MNIST from {}, device {}, {} epoch(s), batch {}\n",
                  demo.data_dir, demo.device.str(), demo.epochs, demo.batch_size);
