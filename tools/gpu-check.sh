@@ -28,6 +28,10 @@ grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess" "$out/gpu-tests.log" 
 if [[ "${SKIP_DEMO:-0}" != 1 ]]; then
   timeout 120 build/gpu/launch/cohort demo --device cuda:0 --data "$data" > "$out/demo.log" 2>&1
   log "demo: $(tail -1 "$out/demo.log")"
+  # One rank under mpirun: the NCCL communicator, ZeRO-2 and the step-time breakdown end to end.
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun -np 1 \
+    build/gpu/launch/cohort demo --zero 2 --data "$data" > "$out/demo-mpi.log" 2>&1
+  log "demo (mpirun, NCCL, ZeRO-2): $(tail -4 "$out/demo-mpi.log" | tr '\n' ' ')"
 fi
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   timeout 120 build/gpu/launch/cohort bench stack --device cuda:0 --batch 256 --dtype bf16 \
