@@ -2,6 +2,10 @@
 //   cohort demo [--device auto|cpu|cuda:N] [--epochs N] [--batch N] [--lr X] [--zero 0-3]
 //       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist); under
 //       mpirun/srun the ranks train it data-parallel (one GPU per local rank, or CPUs)
+//   cohort train [--config configs/x.yaml] [--set section.key=value ...]
+//       a training run from a YAML config (launch/train_config.hpp), alone or as the
+//       ranks of mpirun/srun; checkpoints, resumes, stops cleanly on SIGTERM/SIGUSR1
+//       (exit 75 = stopped early with a checkpoint: run the same command again)
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
@@ -18,6 +22,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "comm/abort.hpp"
 #include "comm/bench_comm.hpp"
@@ -29,6 +35,8 @@
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/fashion_mnist_demo.hpp"
+#include "launch/train_config.hpp"
+#include "launch/trainer.hpp"
 
 namespace {
 
@@ -82,6 +90,33 @@ int run_demo_ranks(int* argc, char*** argv, cohort::launch::FashionMnistOptions 
 
 }  // namespace
 
+// Exit status of a run that stopped early on request with its checkpoint written
+// (EX_TEMPFAIL: "try again"), so that job scripts can requeue it.
+constexpr int kStoppedExitCode = 75;
+
+int run_train(int* argc, char*** argv, const std::string& config_path,
+              const std::vector<std::string>& overrides) {
+  using namespace cohort;
+  const launch::TrainConfig config = launch::load_train_config(config_path, overrides);
+  if (!launched_as_ranks()) {
+    const launch::TrainResult r = launch::run_training(config, resolve_device(config.device));
+    return r.stopped ? kStoppedExitCode : 0;
+  }
+  return comm::run_rank_main([&] {
+    comm::SessionOptions so;
+    so.device =
+        comm::parse_device_policy(config.device.rfind("cuda:", 0) == 0 ? "cuda" : config.device);
+    comm::MpiSession session(argc, argv, so);
+    const core::Device device = session.device();
+    auto grads = comm::make_communicator(
+        device.is_cuda() ? comm::Backend::nccl : comm::Backend::mpi, MPI_COMM_WORLD, device);
+    auto control = comm::make_communicator(comm::Backend::mpi, MPI_COMM_WORLD, core::Device::cpu());
+    const launch::TrainResult r =
+        launch::run_training(config, device, {grads.get(), control.get()});
+    return r.stopped ? kStoppedExitCode : 0;
+  });
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"cohort: train convolutional networks on GPU clusters"};
   app.require_subcommand(1);
@@ -99,6 +134,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")
       ->capture_default_str();
+
+  std::string train_config;
+  std::vector<std::string> train_overrides;
+  auto* train_cmd = app.add_subcommand("train", "Train from a YAML config (see configs/)");
+  train_cmd->add_option("--config", train_config, "YAML file (configs/*.yaml)");
+  train_cmd->add_option("--set", train_overrides, "Override: section.key=value (repeatable)");
 
   auto* convert_cmd =
       app.add_subcommand("convert", "Convert a dataset to HDF5 shards, or verify a shard set");
@@ -172,6 +213,7 @@ int main(int argc, char** argv) {
                  100.0 * r.test_accuracy, r.steps, r.seconds);
       return 0;
     }
+    if (train_cmd->parsed()) return run_train(&argc, &argv, train_config, train_overrides);
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
     if (data_cmd->parsed()) {
       if (!data_storage.empty()) {

@@ -1,0 +1,238 @@
+#include "launch/train_config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <functional>
+#include <set>
+
+#include "core/error.hpp"
+
+namespace cohort::launch {
+namespace {
+
+// One configurable field: where it lives in the YAML and how to read/write it.
+// File values and --set overrides go through the same text parser.
+struct Field {
+  const char* section;
+  const char* key;
+  std::function<void(TrainConfig&, const std::string& text, const std::string& where)> set;
+  std::function<std::string(const TrainConfig&)> get;
+};
+
+std::string name_of(const Field& f) {
+  return std::string(f.section) + "." + f.key;
+}
+
+template <typename T>
+T parse_number(const std::string& text, const std::string& where) {
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  COHORT_CHECK(ec == std::errc() && ptr == end,
+               fmt::format("{}: '{}' is not a valid number", where, text));
+  return value;
+}
+
+bool parse_bool(const std::string& text, const std::string& where) {
+  if (text == "true" || text == "yes" || text == "1") return true;
+  if (text == "false" || text == "no" || text == "0") return false;
+  COHORT_FAIL(fmt::format("{}: '{}' is not true or false", where, text));
+}
+
+template <typename T>
+Field number(const char* section, const char* key, T TrainConfig::*member) {
+  return {section, key,
+          [member](TrainConfig& c, const std::string& text, const std::string& where) {
+            c.*member = parse_number<T>(text, where);
+          },
+          [member](const TrainConfig& c) { return fmt::format("{}", c.*member); }};
+}
+
+Field text(const char* section, const char* key, std::string TrainConfig::*member) {
+  return {
+      section, key,
+      [member](TrainConfig& c, const std::string& value, const std::string&) { c.*member = value; },
+      [member](const TrainConfig& c) { return c.*member; }};
+}
+
+Field flag(const char* section, const char* key, bool TrainConfig::*member) {
+  return {section, key,
+          [member](TrainConfig& c, const std::string& value, const std::string& where) {
+            c.*member = parse_bool(value, where);
+          },
+          [member](const TrainConfig& c) { return std::string(c.*member ? "true" : "false"); }};
+}
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> all = {
+      text("run", "out_dir", &TrainConfig::out_dir),
+      number("run", "seed", &TrainConfig::seed),
+      text("run", "device", &TrainConfig::device),
+      text("run", "dtype", &TrainConfig::dtype),
+      number("run", "stop_after_steps", &TrainConfig::stop_after_steps),
+      text("model", "kind", &TrainConfig::model),
+      number("model", "num_classes", &TrainConfig::num_classes),
+      text("data", "train", &TrainConfig::train_shards),
+      text("data", "eval", &TrainConfig::eval_shards),
+      number("data", "batch", &TrainConfig::batch),
+      number("data", "threads", &TrainConfig::threads),
+      number("data", "prefetch", &TrainConfig::prefetch),
+      text("data", "augment", &TrainConfig::augment),
+      text("optimizer", "kind", &TrainConfig::optimizer),
+      number("optimizer", "lr", &TrainConfig::lr),
+      number("optimizer", "momentum", &TrainConfig::momentum),
+      flag("optimizer", "nesterov", &TrainConfig::nesterov),
+      number("optimizer", "weight_decay", &TrainConfig::weight_decay),
+      text("schedule", "kind", &TrainConfig::schedule),
+      number("schedule", "warmup_steps", &TrainConfig::warmup_steps),
+      number("schedule", "epochs", &TrainConfig::epochs),
+      number("schedule", "max_steps", &TrainConfig::max_steps),
+      number("parallel", "zero_stage", &TrainConfig::zero_stage),
+      number("checkpoint", "every_steps", &TrainConfig::checkpoint_every),
+      flag("checkpoint", "resume", &TrainConfig::resume),
+      number("log", "every_steps", &TrainConfig::log_every),
+  };
+  return all;
+}
+
+const Field* find_field(const std::string& section, const std::string& key) {
+  for (const Field& f : fields())
+    if (section == f.section && key == f.key) return &f;
+  return nullptr;
+}
+
+std::string known_keys(const std::string& section) {
+  std::string out;
+  for (const Field& f : fields())
+    if (section.empty() || section == f.section)
+      out += (out.empty() ? "" : ", ") + (section.empty() ? name_of(f) : std::string(f.key));
+  return out;
+}
+
+void set_field(TrainConfig& c, const std::string& section, const std::string& key,
+               const std::string& value, const std::string& where) {
+  const Field* f = find_field(section, key);
+  if (f == nullptr) {
+    std::set<std::string> sections;
+    for (const Field& g : fields())
+      sections.insert(g.section);
+    if (sections.count(section) == 0)
+      COHORT_FAIL(
+          fmt::format("{}: unknown section '{}' (known: run, model, data, optimizer, "
+                      "schedule, parallel, checkpoint, log)",
+                      where, section));
+    COHORT_FAIL(fmt::format("{}: unknown key '{}.{}' (known in {}: {})", where, section, key,
+                            section, known_keys(section)));
+  }
+  f->set(c, value, fmt::format("{} ({}.{})", where, section, key));
+}
+
+void check_one_of(const std::string& value, std::initializer_list<const char*> allowed,
+                  const char* key) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  COHORT_FAIL(fmt::format("config: {} must be one of {}, got '{}'", key, list, value));
+}
+
+void validate(const TrainConfig& c) {
+  check_one_of(c.dtype, {"f32", "bf16", "f16"}, "run.dtype");
+  check_one_of(c.model, {"small_cnn"}, "model.kind");
+  check_one_of(c.augment, {"none", "standard"}, "data.augment");
+  check_one_of(c.optimizer, {"sgd", "adamw"}, "optimizer.kind");
+  check_one_of(c.schedule, {"constant", "step", "poly", "cosine"}, "schedule.kind");
+  COHORT_CHECK(!c.out_dir.empty(), "config: run.out_dir must not be empty");
+  COHORT_CHECK(!c.train_shards.empty(), "config: data.train (a shard-set directory) is required");
+  COHORT_CHECK(c.num_classes >= 2,
+               fmt::format("config: model.num_classes must be >= 2, got {}", c.num_classes));
+  COHORT_CHECK(c.batch >= 1, fmt::format("config: data.batch must be >= 1, got {}", c.batch));
+  COHORT_CHECK(c.threads >= 0, fmt::format("config: data.threads must be >= 0, got {}", c.threads));
+  COHORT_CHECK(c.prefetch >= 1,
+               fmt::format("config: data.prefetch must be >= 1, got {}", c.prefetch));
+  COHORT_CHECK(c.lr > 0, fmt::format("config: optimizer.lr must be > 0, got {}", c.lr));
+  COHORT_CHECK(c.momentum >= 0 && c.momentum < 1,
+               fmt::format("config: optimizer.momentum must be in [0, 1), got {}", c.momentum));
+  COHORT_CHECK(c.weight_decay >= 0,
+               fmt::format("config: optimizer.weight_decay must be >= 0, got {}", c.weight_decay));
+  COHORT_CHECK(c.warmup_steps >= 0,
+               fmt::format("config: schedule.warmup_steps must be >= 0, got {}", c.warmup_steps));
+  COHORT_CHECK(c.epochs >= 1,
+               fmt::format("config: schedule.epochs must be >= 1, got {}", c.epochs));
+  COHORT_CHECK(c.max_steps >= 0,
+               fmt::format("config: schedule.max_steps must be >= 0, got {}", c.max_steps));
+  COHORT_CHECK(c.zero_stage >= 0 && c.zero_stage <= 3,
+               fmt::format("config: parallel.zero_stage must be 0-3, got {}", c.zero_stage));
+  COHORT_CHECK(c.checkpoint_every >= 0, fmt::format("config: checkpoint.every_steps must be >= 0, "
+                                                    "got {}",
+                                                    c.checkpoint_every));
+  COHORT_CHECK(
+      c.stop_after_steps >= 0,
+      fmt::format("config: run.stop_after_steps must be >= 0, got {}", c.stop_after_steps));
+  COHORT_CHECK(c.log_every >= 1,
+               fmt::format("config: log.every_steps must be >= 1, got {}", c.log_every));
+}
+
+void apply_yaml(TrainConfig& c, const YAML::Node& root, const std::string& where) {
+  if (!root || root.IsNull()) return;
+  COHORT_CHECK(root.IsMap(), fmt::format("{}: expected a mapping of sections", where));
+  for (const auto& section : root) {
+    const std::string name = section.first.as<std::string>();
+    const YAML::Node& body = section.second;
+    if (body.IsNull()) continue;
+    COHORT_CHECK(body.IsMap(), fmt::format("{}: section '{}' must be a mapping", where, name));
+    for (const auto& entry : body) {
+      const std::string key = entry.first.as<std::string>();
+      COHORT_CHECK(entry.second.IsScalar(),
+                   fmt::format("{}: {}.{} must be a single value", where, name, key));
+      set_field(c, name, key, entry.second.Scalar(), where);
+    }
+  }
+}
+
+}  // namespace
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  TrainConfig c;
+  if (!path.empty()) {
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(path);
+    } catch (const YAML::Exception& e) {
+      COHORT_FAIL(fmt::format("config {}: {}", path, e.what()));
+    }
+    apply_yaml(c, root, "config " + path);
+  }
+  for (const std::string& o : overrides) {
+    const std::string where = fmt::format("--set {}", o);
+    const size_t eq = o.find('='), dot = o.find('.');
+    COHORT_CHECK(
+        eq != std::string::npos && dot != std::string::npos && dot < eq,
+        fmt::format("{}: expected section.key=value (known keys: {})", where, known_keys("")));
+    set_field(c, o.substr(0, dot), o.substr(dot + 1, eq - dot - 1), o.substr(eq + 1), where);
+  }
+  validate(c);
+  return c;
+}
+
+std::string to_yaml(const TrainConfig& config) {
+  // Every value is written as text and read back through the same parsers.
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string section;
+  for (const Field& f : fields()) {
+    if (section != f.section) {
+      if (!section.empty()) out << YAML::EndMap;
+      section = f.section;
+      out << YAML::Key << section << YAML::Value << YAML::BeginMap;
+    }
+    out << YAML::Key << f.key << YAML::Value << f.get(config);
+  }
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace cohort::launch

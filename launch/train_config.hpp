@@ -1,0 +1,66 @@
+#pragma once
+// The configuration of `cohort train`: a YAML file (configs/*.yaml) plus
+// `--set section.key=value` overrides, resolved into one TrainConfig whose YAML
+// text is stored in every checkpoint. Unknown sections or keys, values of the
+// wrong type and values out of range are errors naming the key and where it came
+// from (file or override), so a typo never silently trains with a default.
+//
+//   run:        out_dir, seed, device (auto|cpu|cuda:N), dtype (f32|bf16|f16),
+//               stop_after_steps (stop as if signalled after this many steps of
+//               this invocation: time-sliced jobs; 0 = never)
+//   model:      kind (small_cnn), num_classes
+//   data:       train, eval (shard-set directories), batch (global), threads,
+//               prefetch, augment (none|standard)
+//   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
+//   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
+//   parallel:   zero_stage (0-3)
+//   checkpoint: every_steps (0: only at the end and on a stop signal), resume
+//   log:        every_steps
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cohort::launch {
+
+struct TrainConfig {
+  // run
+  std::string out_dir = "runs/train";  // checkpoint.h5 and metrics.jsonl
+  uint64_t seed = 0;
+  std::string device = "auto";
+  std::string dtype = "f32";  // compute dtype; master weights stay f32
+  int64_t stop_after_steps = 0;
+  // model
+  std::string model = "small_cnn";
+  int num_classes = 10;
+  // data
+  std::string train_shards, eval_shards;  // eval: optional
+  int64_t batch = 64;                     // global, split evenly over the ranks
+  int threads = 0;                        // loader threads per rank (0: all cores)
+  int prefetch = 2;
+  std::string augment = "none";  // none | standard (random resized crop + flip)
+  // optimizer
+  std::string optimizer = "sgd";
+  double lr = 0.05, momentum = 0.9, weight_decay = 5e-4;
+  bool nesterov = true;
+  // schedule
+  std::string schedule = "cosine";
+  int64_t warmup_steps = 100;
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // > 0: stop after this many steps (of the whole schedule)
+  // parallel
+  int zero_stage = 0;
+  // checkpoint
+  int64_t checkpoint_every = 0;
+  bool resume = true;  // continue from out_dir/checkpoint.h5 when it exists
+  // log
+  int64_t log_every = 50;
+};
+
+// Reads `path` (empty: defaults only), then applies each "section.key=value".
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// The resolved configuration as YAML (stored in checkpoints, printed at start);
+// load_train_config of this text gives the same TrainConfig.
+std::string to_yaml(const TrainConfig& config);
+
+}  // namespace cohort::launch

@@ -1,0 +1,382 @@
+#include "launch/trainer.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "comm/zero.hpp"
+#include "comm/zero_checkpoint.hpp"
+#include "core/io/training_state.hpp"
+#include "core/nn/graph.hpp"
+#include "core/ops/ops.hpp"
+#include "core/optim/loss_scaler.hpp"
+#include "core/optim/optimizer.hpp"
+#include "core/optim/schedule.hpp"
+#include "data/loader.hpp"
+#include "data/sampler.hpp"
+#include "models/small_cnn.hpp"
+
+namespace cohort::launch {
+namespace {
+
+using core::DType;
+using core::Shape;
+using core::Tensor;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_stop_requested{0};
+
+extern "C" void on_stop_signal(int) {
+  g_stop_requested.store(1);
+}
+
+// Installs the stop handlers for the run and puts the previous ones back after.
+class StopSignals {
+ public:
+  StopSignals() {
+    struct sigaction sa = {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < kSignals.size(); ++i)
+      sigaction(kSignals[i], &sa, &m_previous[i]);
+  }
+  ~StopSignals() {
+    for (size_t i = 0; i < kSignals.size(); ++i)
+      sigaction(kSignals[i], &m_previous[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGTERM, SIGINT, SIGUSR1};
+  std::array<struct sigaction, 3> m_previous{};
+};
+
+// Rank 0's metrics file (JSON lines), appended to across resumed runs.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) {
+    if (!path.empty()) {
+      m_file = std::fopen(path.c_str(), "a");
+      COHORT_CHECK(m_file != nullptr, fmt::format("train: cannot append to {}", path));
+    }
+  }
+  ~MetricsLog() {
+    if (m_file != nullptr) std::fclose(m_file);
+  }
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const std::string& json_line) {
+    if (m_file == nullptr) return;
+    std::fputs((json_line + "\n").c_str(), m_file);
+    std::fflush(m_file);  // a killed run keeps what it logged
+  }
+
+ private:
+  std::FILE* m_file = nullptr;
+};
+
+// A plain optimizer alone, a ZeRO engine (stage 0 = DataParallel) with ranks.
+class Engine {
+ public:
+  Engine(core::nn::Graph& graph, const core::optim::OptimizerConfig& oc, comm::Communicator* grads,
+         int zero_stage)
+      : m_graph(graph) {
+    if (grads == nullptr) {
+      m_optimizer = std::make_unique<core::optim::Optimizer>(graph, oc);
+      return;
+    }
+    comm::ZeroOptions zo;
+    zo.stage = zero_stage;
+    m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *grads, zo, oc);
+  }
+  void prepare(core::Context& ctx) {
+    if (m_zero) m_zero->prepare_backward(ctx);
+  }
+  void finish(core::Context& ctx) {
+    if (m_zero) m_zero->finish_backward(ctx);
+  }
+  // The reduced gradients this rank updates from (for the loss scaler's unscale).
+  Tensor gradients() {
+    if (m_zero && m_zero->stage() >= 2) return m_zero->gradient_shard();
+    return m_graph.flat_grads();
+  }
+  void step(core::Context& ctx, double lr, const Tensor& skip) {
+    if (m_zero)
+      m_zero->step(ctx, lr, skip);
+    else
+      m_optimizer->step(ctx, lr, skip);
+  }
+  void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
+            const core::io::TrainingProgress& progress) {
+    if (m_zero)
+      comm::save_zero_checkpoint(path, *m_zero, m_graph, scaler, ctx, progress);
+    else
+      core::io::save_training_checkpoint(path, m_graph, *m_optimizer, scaler, ctx, progress);
+  }
+  core::io::TrainingProgress load(const std::string& path, core::optim::LossScaler* scaler,
+                                  core::Context& ctx) {
+    if (m_zero) return comm::load_zero_checkpoint(path, *m_zero, m_graph, scaler, ctx);
+    return core::io::load_training_checkpoint(path, m_graph, *m_optimizer, scaler, ctx);
+  }
+
+ private:
+  core::nn::Graph& m_graph;
+  std::unique_ptr<core::optim::Optimizer> m_optimizer;
+  std::unique_ptr<comm::ZeroDataParallel> m_zero;
+};
+
+int rank_of(const TrainRanks& r) {
+  return r.control != nullptr ? r.control->rank() : 0;
+}
+int world_of(const TrainRanks& r) {
+  return r.control != nullptr ? r.control->size() : 1;
+}
+
+// Sum of an integer over the ranks, on the host (the control communicator).
+int64_t sum_over_ranks(const TrainRanks& r, int64_t value) {
+  if (r.control == nullptr) return value;
+  Tensor t = Tensor::from_vector({static_cast<double>(value)}, Shape{1}, DType::i64);
+  r.control->all_reduce(t, comm::ReduceOp::sum)->wait();
+  return static_cast<int64_t>(t.item());
+}
+
+DType dtype_of(const std::string& name) {
+  if (name == "bf16") return DType::bf16;
+  if (name == "f16") return DType::f16;
+  return DType::f32;
+}
+
+data::AugmentOptions augment_for(const TrainConfig& c, const data::ShardSet& set, bool train) {
+  const data::DatasetSpec& spec = set.spec();
+  COHORT_CHECK(spec.kind == data::TaskKind::classification && spec.fixed_size(),
+               fmt::format("train: model {} needs a classification shard set of one image size; "
+                           "{} holds {} data",
+                           c.model, set.dir(), data::to_string(spec.kind)));
+  COHORT_CHECK(spec.height == spec.width,
+               fmt::format("train: {} has {}x{} images; model {} takes square images", set.dir(),
+                           spec.height, spec.width, c.model));
+  const int64_t size = spec.height;
+  if (train) {
+    data::AugmentOptions a = data::AugmentOptions::classification_train(size);
+    if (c.augment == "none") {  // the whole image, unflipped: no randomness at all
+      a.flip = false;
+      a.min_area = a.max_area = 1.0;
+      a.min_ratio = a.max_ratio = 1.0;
+    }
+    return a;
+  }
+  data::AugmentOptions a = data::AugmentOptions::classification_eval(size);
+  a.resize_shorter = size;  // the image as it is
+  return a;
+}
+
+std::string json_number(double v) {
+  return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null";
+}
+
+}  // namespace
+
+void request_training_stop() {
+  g_stop_requested.store(1);
+}
+
+TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks ranks) {
+  const auto start = Clock::now();
+  const int rank = rank_of(ranks), world = world_of(ranks);
+  COHORT_CHECK((ranks.grads == nullptr) == (ranks.control == nullptr),
+               "train: the gradient and control communicators come together");
+  COHORT_CHECK(ranks.grads != nullptr || c.zero_stage == 0,
+               fmt::format("train: parallel.zero_stage {} needs ranks (start under mpirun or srun)",
+                           c.zero_stage));
+  COHORT_CHECK(c.batch % world == 0,
+               fmt::format("train: the global data.batch {} must split evenly over {} ranks",
+                           c.batch, world));
+  COHORT_CHECK(c.model == "small_cnn", fmt::format("train: unknown model '{}'", c.model));
+  g_stop_requested.store(0);
+  StopSignals signals;
+  const bool talk = rank == 0;
+  const std::string checkpoint = (std::filesystem::path(c.out_dir) / "checkpoint.h5").string();
+  if (rank == 0) std::filesystem::create_directories(c.out_dir);
+  // Every rank must see the same decision; rank 0's view of the file decides.
+  const bool resume =
+      sum_over_ranks(ranks, rank == 0 && c.resume && std::filesystem::exists(checkpoint)) > 0;
+
+  // Model, engine, loss scaling.
+  const DType compute = dtype_of(c.dtype);
+  core::nn::Graph graph;
+  const models::SmallCnnNodes nodes = models::add_small_cnn(graph, c.num_classes);
+  graph.build(device, c.seed, compute);
+  core::Context ctx(device);
+  ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank));  // dropout differs per rank
+  core::optim::OptimizerConfig oc;
+  oc.kind = c.optimizer;
+  oc.momentum = c.momentum;
+  oc.nesterov = c.nesterov;
+  oc.weight_decay = c.weight_decay;
+  Engine engine(graph, oc, ranks.grads, c.zero_stage);  // collective with ranks
+  core::optim::LossScalerConfig lc;
+  lc.enabled = compute == DType::f16;
+  core::optim::LossScaler scaler(lc, device);
+
+  TrainResult result;
+  core::io::TrainingProgress progress;
+  progress.config = to_yaml(c);
+  if (resume) {
+    const std::string config_text = progress.config;
+    progress = engine.load(checkpoint, &scaler, ctx);
+    progress.config = config_text;
+    // The checkpoint holds rank 0's RNG state; each rank's dropout stream is its
+    // own seed at the common offset (every rank draws the same amount per step).
+    ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank), ctx.rng_offset());
+    result.resumed = true;
+    result.checkpoint = checkpoint;
+  }
+  result.steps = progress.step;
+
+  // Data: this rank's part of the global order, from the checkpoint's position.
+  data::ShardSet train_set = data::ShardSet::open(c.train_shards);
+  data::LoaderOptions lo;
+  lo.mode = data::LoaderMode::train;
+  lo.batch_size = c.batch / world;
+  lo.rank = rank;
+  lo.world_size = world;
+  lo.seed = c.seed;
+  lo.threads = c.threads;
+  lo.prefetch = c.prefetch;
+  lo.augment = augment_for(c, train_set, true);
+  lo.image_dtype = compute == DType::bf16 ? DType::bf16 : DType::f32;
+  lo.label_dtype = DType::i32;
+  lo.device = device;
+  const int64_t dataset_size = train_set.size();
+  if (resume)
+    lo.start =
+        data::SamplerPosition{c.seed, dataset_size, progress.epoch, progress.sample_in_epoch};
+  data::Loader loader(std::move(train_set), lo);
+
+  core::optim::ScheduleConfig sc;
+  sc.kind = c.schedule;
+  sc.base_lr = c.lr;
+  sc.total_steps = loader.steps_per_epoch() * c.epochs;
+  if (c.max_steps > 0) sc.total_steps = std::min(sc.total_steps, c.max_steps);
+  sc.warmup_steps = std::min(c.warmup_steps, sc.total_steps / 2);
+  core::optim::validate(sc);
+  if (talk)
+    fmt::print("cohort train: {} ranks, {} -> {}, {} steps of global batch {} ({} per epoch){}\n",
+               world, c.train_shards, c.out_dir, sc.total_steps, c.batch, loader.steps_per_epoch(),
+               resume ? fmt::format(", resuming at step {}", progress.step) : "");
+  MetricsLog metrics(talk ? (std::filesystem::path(c.out_dir) / "metrics.jsonl").string() : "");
+
+  auto save = [&]() {
+    const data::SamplerPosition pos = loader.position();
+    progress.step = result.steps;
+    progress.epoch = pos.epoch;
+    progress.sample_in_epoch = pos.samples_done;
+    engine.save(checkpoint, &scaler, ctx, progress);
+    result.checkpoint = checkpoint;
+  };
+
+  auto window_start = Clock::now();
+  int64_t window_steps = 0;
+  while (result.steps < sc.total_steps) {
+    // One host all-reduce per step: every rank stops at the same step, or none.
+    const bool slice_done = c.stop_after_steps > 0 && result.steps_this_run >= c.stop_after_steps;
+    if (slice_done || sum_over_ranks(ranks, g_stop_requested.load()) > 0) {
+      result.stopped = true;
+      break;
+    }
+    const data::Batch* batch = loader.next(ctx.stream());
+    Tensor image = batch->image;
+    if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
+    graph.forward(ctx, {{"image", image}, {"label", batch->class_id}}, {.training = true});
+    engine.prepare(ctx);
+    graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
+    engine.finish(ctx);
+    if (scaler.enabled()) {
+      Tensor grads = engine.gradients();
+      scaler.unscale(ctx, grads);
+    }
+    const double lr = core::optim::learning_rate(sc, result.steps);
+    engine.step(ctx, lr, scaler.skip_flag());
+    scaler.update(ctx);
+    ++result.steps;
+    ++result.steps_this_run;
+    ++window_steps;
+    const bool last = result.steps == sc.total_steps;
+    if (result.steps % c.log_every == 0 || last) {
+      result.final_loss = graph.output(nodes.loss).item(ctx.stream());  // synchronises
+      const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
+      const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
+      if (talk) {
+        fmt::print("step {:>6}/{} epoch {} loss {:.4f} lr {:.5f} {:.1f} samples/s\n", result.steps,
+                   sc.total_steps, batch->epoch + 1, result.final_loss, lr, rate);
+        metrics.write(
+            fmt::format(R"({{"step": {}, "epoch": {}, "loss": {}, "lr": {}, "samples_per_s": {}}})",
+                        result.steps, batch->epoch, json_number(result.final_loss), json_number(lr),
+                        json_number(rate)));
+      }
+      window_start = Clock::now();
+      window_steps = 0;
+    }
+    if (c.checkpoint_every > 0 && result.steps % c.checkpoint_every == 0 && !last) save();
+  }
+  save();
+  if (talk)
+    fmt::print("{} at step {}: checkpoint {}\n", result.stopped ? "stopped" : "finished",
+               result.steps, checkpoint);
+
+  if (!c.eval_shards.empty() && !result.stopped) {
+    data::ShardSet eval_set = data::ShardSet::open(c.eval_shards);
+    data::LoaderOptions eo = lo;
+    eo.mode = data::LoaderMode::eval;
+    eo.start.reset();
+    eo.augment = augment_for(c, eval_set, false);
+    const int64_t eval_size = eval_set.size();
+    data::Loader eval(std::move(eval_set), eo);
+    // ZeRO-3 forwards are collective: every rank runs the most batches any rank has.
+    const int64_t rounds =
+        c.zero_stage == 3 ? data::EvalSampler(eval_size, eo.batch_size, rank, world).max_batches()
+                          : eval.batches();
+    int64_t correct = 0;
+    Tensor filler;
+    for (int64_t b = 0; b < rounds; ++b) {
+      const data::Batch* eb = eval.next(ctx.stream());
+      Tensor image;
+      if (eb != nullptr) {
+        image = eb->image;
+      } else {
+        if (!filler.defined())
+          filler =
+              Tensor::zeros(Shape{1, eval.height(), eval.width(), eval.shards().spec().channels},
+                            eo.image_dtype, device, ctx.stream());
+        image = filler;
+      }
+      if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
+      graph.forward(ctx, {{"image", image}}, {.training = false}, {nodes.logits});
+      if (eb == nullptr) continue;
+      const std::vector<double> predicted =
+          core::ops::argmax_channels(ctx, graph.output(nodes.logits)).to_vector(ctx.stream());
+      const std::vector<double> truth = eb->class_id.to_vector(ctx.stream());
+      for (size_t i = 0; i < truth.size(); ++i)
+        correct += predicted[i] == truth[i];
+    }
+    result.eval_accuracy =
+        static_cast<double>(sum_over_ranks(ranks, correct)) / static_cast<double>(eval_size);
+    if (talk) {
+      fmt::print("eval accuracy {:.2f}% on {} samples\n", 100 * result.eval_accuracy, eval_size);
+      metrics.write(fmt::format(R"({{"step": {}, "eval_accuracy": {}}})", result.steps,
+                                json_number(result.eval_accuracy)));
+    }
+  }
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace cohort::launch

@@ -1,0 +1,58 @@
+#pragma once
+// `cohort train`: one training run from a TrainConfig, alone or as the ranks of a
+// data-parallel job, that survives being stopped.
+//
+//   - Data: the threaded loader over the config's shard sets (data::Loader), each
+//     rank its part of a world-size-independent order; evaluation (if configured)
+//     visits each sample once across ranks at the end.
+//   - Engine: a plain optimizer alone; ZeroDataParallel at the configured stage
+//     (0 = DataParallel) with ranks. Mixed precision: bf16/f16 compute with f32
+//     masters; f16 with dynamic loss scaling.
+//   - Checkpoints: out_dir/checkpoint.h5, written atomically every
+//     checkpoint.every_steps, at the end, and when a stop is requested (SIGTERM,
+//     SIGINT, SIGUSR1: Slurm's preemption and time-limit signals). The file holds
+//     the whole training state by name (model, optimizer, step, loader position,
+//     RNG, loss scaler, resolved config): it resumes at any stage and world size
+//     with the same global batch. With checkpoint.resume (default) a run starts
+//     from it, continuing the exact sequence of batches, so an interrupted and
+//     resumed run ends with the same parameters as one that never stopped.
+//   - Stopping: the ranks agree on a stop at every step boundary (one small MPI
+//     all-reduce on the host, never a device sync), checkpoint together and
+//     return; nothing is lost and nothing hangs.
+//   - Metrics: rank 0 appends JSON lines to out_dir/metrics.jsonl (train: step,
+//     epoch, loss, lr, samples/s; eval: accuracy) and prints a progress line.
+#include <cstdint>
+#include <string>
+
+#include "comm/communicator.hpp"
+#include "launch/train_config.hpp"
+
+namespace cohort::launch {
+
+// The ranks of a data-parallel run: `grads` carries gradients and parameters on
+// the training device (NCCL on GPUs), `control` small host-side agreements (MPI
+// on the CPU). Both null: a single process.
+struct TrainRanks {
+  comm::Communicator* grads = nullptr;
+  comm::Communicator* control = nullptr;
+};
+
+struct TrainResult {
+  int64_t steps = 0;           // optimizer steps taken in total (resumed ones included)
+  int64_t steps_this_run = 0;  // by this invocation
+  bool resumed = false;        // started from a checkpoint
+  bool stopped = false;        // ended early on a stop request (checkpoint written)
+  double final_loss = 0;       // this rank's last training loss
+  double eval_accuracy = -1;   // summed over ranks; -1 without an eval set
+  double seconds = 0;
+  std::string checkpoint;  // path of the last checkpoint written (or loaded)
+};
+
+// `device` is this rank's device (resolved by the caller, e.g. MpiSession).
+TrainResult run_training(const TrainConfig& config, core::Device device, TrainRanks ranks = {});
+
+// Asks a running training to stop at its next step boundary (what the signal
+// handlers do; tests call it directly).
+void request_training_stop();
+
+}  // namespace cohort::launch

@@ -1,0 +1,204 @@
+// `cohort train` on one process: the config (file, overrides, errors that name
+// the key), and the run on real Fashion-MNIST shards: an interrupted and resumed
+// run ends bitwise equal to one that never stopped (model, optimizer state, step),
+// a stop signal checkpoints at a step boundary and the next run continues there.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/io/checkpoint.hpp"
+#include "data/convert.hpp"
+#include "launch/train_config.hpp"
+#include "launch/trainer.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace cohort::launch {
+namespace {
+
+const std::string kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TrainConfig, FileThenOverridesAndTheResolvedYamlRoundTrips) {
+  cohort::testing::TempDir dir;
+  write_file(dir.file("c.yaml"),
+             "run:\n  seed: 7\n  out_dir: /tmp/x\ndata:\n  train: shards/a\n  batch: 32\n"
+             "optimizer:\n  kind: adamw\n  lr: 1e-3\n");
+  const TrainConfig c =
+      load_train_config(dir.file("c.yaml"), {"data.batch=128", "optimizer.nesterov=false"});
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.out_dir, "/tmp/x");
+  EXPECT_EQ(c.batch, 128) << "an override wins over the file";
+  EXPECT_EQ(c.optimizer, "adamw");
+  EXPECT_DOUBLE_EQ(c.lr, 1e-3);
+  EXPECT_FALSE(c.nesterov);
+  EXPECT_EQ(c.momentum, TrainConfig{}.momentum) << "unset keys keep their defaults";
+
+  write_file(dir.file("resolved.yaml"), to_yaml(c));
+  const TrainConfig again = load_train_config(dir.file("resolved.yaml"), {});
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+}
+
+TEST(TrainConfig, MistakesAreErrorsNamingTheKeyAndWhereItCameFrom) {
+  cohort::testing::TempDir dir;
+  write_file(dir.file("typo.yaml"), "data:\n  train: s\n  bacth: 32\n");
+  const std::string typo = error_of([&] { load_train_config(dir.file("typo.yaml"), {}); });
+  EXPECT_NE(typo.find("data.bacth"), std::string::npos) << typo;
+  EXPECT_NE(typo.find("typo.yaml"), std::string::npos) << typo;
+  EXPECT_NE(typo.find("batch"), std::string::npos) << "known keys are listed: " << typo;
+
+  const std::string section = error_of([] { load_train_config("", {"dat.train=s"}); });
+  EXPECT_NE(section.find("unknown section 'dat'"), std::string::npos) << section;
+  const std::string number = error_of([] {
+    load_train_config("", {"data.train=s", "data.batch=lots"});
+  });
+  EXPECT_NE(number.find("'lots' is not a valid number"), std::string::npos) << number;
+  EXPECT_NE(number.find("--set data.batch=lots"), std::string::npos) << number;
+  const std::string range = error_of([] {
+    load_train_config("", {"data.train=s", "parallel.zero_stage=4"});
+  });
+  EXPECT_NE(range.find("parallel.zero_stage"), std::string::npos) << range;
+  const std::string choice = error_of([] {
+    load_train_config("", {"data.train=s", "optimizer.kind=lamb"});
+  });
+  EXPECT_NE(choice.find("sgd, adamw"), std::string::npos) << choice;
+  EXPECT_NE(error_of([] { load_train_config("", {}); }).find("data.train"), std::string::npos)
+      << "the training set is required";
+  EXPECT_NE(error_of([] {
+              load_train_config("", {"data.train=s", "oops"});
+            }).find("section.key=value"),
+            std::string::npos);
+}
+
+// Real Fashion-MNIST converted once for the training tests of this file.
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(kFashionMnist + "/train-images-idx3-ubyte.gz")) return;
+    s_dir = std::make_unique<cohort::testing::TempDir>("cohort-trainer");
+    const std::string out = s_dir->file("fmnist-train");
+    ASSERT_EQ(data::run_convert({"fashion-mnist", "--dir", kFashionMnist, "--split", "train",
+                                 "--out", out, "--quiet"}),
+              0);
+  }
+  static void TearDownTestSuite() { s_dir.reset(); }
+  void SetUp() override {
+    if (!s_dir)
+      GTEST_SKIP() << kFashionMnist << " is missing: apt-get install dataset-fashion-mnist";
+  }
+
+  TrainConfig config(const std::string& run) const {
+    TrainConfig c;
+    c.train_shards = s_dir->file("fmnist-train");
+    c.out_dir = (m_runs.path() / run).string();
+    c.batch = 32;
+    c.threads = 2;
+    c.max_steps = 12;
+    c.warmup_steps = 2;
+    c.log_every = 4;
+    return c;
+  }
+
+  static std::unique_ptr<cohort::testing::TempDir> s_dir;
+  cohort::testing::TempDir m_runs{"cohort-runs"};
+};
+std::unique_ptr<cohort::testing::TempDir> TrainerTest::s_dir;
+
+// Model and optimizer tensors of two checkpoints must be bitwise equal.
+void expect_same_training_state(const std::string& a_path, const std::string& b_path) {
+  const core::io::CheckpointData a = core::io::read_checkpoint(a_path);
+  const core::io::CheckpointData b = core::io::read_checkpoint(b_path);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    ASSERT_TRUE(b.tensors.count(name)) << name;
+    EXPECT_EQ(t.to_vector(), b.tensors.at(name).to_vector()) << name;
+  }
+  for (const char* key : {"step", "epoch", "sample_in_epoch", "optimizer_steps", "rng_offset"})
+    EXPECT_EQ(a.integers.at(key), b.integers.at(key)) << key;
+}
+
+TEST_F(TrainerTest, AStoppedAndResumedRunEndsBitwiseEqualToAnUninterruptedOne) {
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  EXPECT_EQ(straight.steps, 12);
+  EXPECT_FALSE(straight.stopped);
+  EXPECT_FALSE(straight.resumed);
+
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 5;  // as if signalled after 5 steps
+  const TrainResult first = run_training(sliced, core::Device::cpu());
+  EXPECT_TRUE(first.stopped);
+  EXPECT_EQ(first.steps, 5);
+  const TrainResult second = run_training(sliced, core::Device::cpu());
+  EXPECT_TRUE(second.resumed);
+  EXPECT_TRUE(second.stopped);
+  EXPECT_EQ(second.steps, 10);
+  const TrainResult third = run_training(sliced, core::Device::cpu());
+  EXPECT_FALSE(third.stopped);
+  EXPECT_EQ(third.steps, 12);
+  EXPECT_EQ(third.steps_this_run, 2);
+  expect_same_training_state(straight.checkpoint, third.checkpoint);
+
+  // A finished run resumed again has nothing left to do and changes nothing.
+  const TrainResult done = run_training(sliced, core::Device::cpu());
+  EXPECT_EQ(done.steps_this_run, 0);
+  expect_same_training_state(straight.checkpoint, done.checkpoint);
+  // Metrics were appended by every invocation, one JSON object per line.
+  std::ifstream metrics((std::filesystem::path(sliced.out_dir) / "metrics.jsonl").string());
+  std::string line;
+  int lines = 0;
+  while (std::getline(metrics, line)) {
+    ++lines;
+    EXPECT_EQ(line.front(), '{');
+    EXPECT_NE(line.find("\"step\""), std::string::npos) << line;
+  }
+  EXPECT_GE(lines, 3);
+}
+
+TEST_F(TrainerTest, ASignalStopsAtAStepBoundaryWithACheckpointAndTheNextRunContinues) {
+  TrainConfig c = config("signal");
+  c.max_steps = 100000;  // far more than can run before the signal
+  std::thread signaller([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::raise(SIGUSR1);
+  });
+  const TrainResult stopped = run_training(c, core::Device::cpu());
+  signaller.join();
+  ASSERT_TRUE(stopped.stopped);
+  EXPECT_LT(stopped.steps, 100000);
+  ASSERT_TRUE(std::filesystem::exists(stopped.checkpoint));
+  EXPECT_EQ(core::io::read_checkpoint(stopped.checkpoint).integers.at("step"), stopped.steps);
+
+  c.stop_after_steps = 2;
+  const TrainResult next = run_training(c, core::Device::cpu());
+  EXPECT_TRUE(next.resumed);
+  EXPECT_EQ(next.steps, stopped.steps + 2);
+}
+
+TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {
+  TrainConfig c = config("bad");
+  c.zero_stage = 2;
+  EXPECT_NE(error_of([&] { run_training(c, core::Device::cpu()); }).find("needs ranks"),
+            std::string::npos);
+  c = config("bad2");
+  c.train_shards = m_runs.file("does-not-exist");
+  EXPECT_NE(error_of([&] { run_training(c, core::Device::cpu()); }).find("does-not-exist"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cohort::launch
