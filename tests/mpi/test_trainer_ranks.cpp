@@ -36,10 +36,14 @@ class SharedDir {
     name.resize(static_cast<size_t>(length));
     MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
     m_path = name;
+    m_rank = mpitest::world_rank();
   }
   ~SharedDir() {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (mpitest::world_rank() == 0 && !m_path.empty()) {
+    // The shard set is a function-local static, destroyed after MPI_Finalize.
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Barrier(MPI_COMM_WORLD);
+    if (m_rank == 0 && !m_path.empty()) {
       std::error_code ec;
       fs::remove_all(m_path, ec);
     }
@@ -51,6 +55,7 @@ class SharedDir {
 
  private:
   fs::path m_path;
+  int m_rank = 0;
 };
 
 // Converts Fashion-MNIST's training set once per process (rank 0 writes).
