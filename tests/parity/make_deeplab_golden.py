@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""Golden values for DeepLabV3+ on a dilated torchvision ResNet-50 (output stride 16):
+a PyTorch reference module with random weights and randomised BatchNorm state,
+exported to safetensors, plus its eval-mode logits and one training step's logits,
+loss, parameter gradients and running statistics for a fixed 2 x 3 x 65 x 65 input
+(odd sizes: layer1 is 17x17 and layer4 5x5, so no resize is an integer factor) with
+about 20% of the label pixels set to ignore_index 255.
+
+The reference runs in float64 from float32 weights and inputs (exact in both), so the
+golden values carry only cohort's own float32 rounding. Gradients are stored rounded
+to float32 (6e-8 relative, far below the test's tolerances) to halve the file.
+
+Dropout cannot match PyTorch's generator, so the reference applies cohort's mask:
+Philox-4x32-10 keyed by the seed at counter (element index in NHWC order, offset 0),
+as core/ops/philox.hpp defines it; the C++ test re-derives the stored mask with
+dropout_keep before comparing anything else.
+
+Usage: /usr/bin/python3 tests/parity/make_deeplab_golden.py OUT_DIR
+writes OUT_DIR/deeplabv3plus.safetensors and OUT_DIR/deeplabv3plus_golden.h5.
+"""
+import importlib.util
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location(
+    "export", os.path.join(HERE, "..", "..", "tools", "export_torchvision_safetensors.py"))
+export = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(export)
+
+NUM_CLASSES = 19
+ASPP_RATES = (6, 12, 18)  # output stride 16
+DROPOUT_P = 0.1
+DROPOUT_SEED = 0x5EED00C0FFEE  # both 32-bit key words non-zero
+IGNORE = 255
+
+U32 = np.uint64(0xFFFFFFFF)
+
+
+def philox_first(seed, offset, index):
+    """First word of Philox-4x32-10 at counter (index, offset) under key seed.
+    index: uint64 array; 32-bit lanes kept in uint64 so products do not overflow."""
+    c0, c1 = index & U32, index >> np.uint64(32)
+    c2 = np.full_like(index, offset & 0xFFFFFFFF)
+    c3 = np.full_like(index, offset >> 32)
+    k0, k1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        hi0, lo0 = p0 >> np.uint64(32), p0 & U32
+        hi1, lo1 = p1 >> np.uint64(32), p1 & U32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ np.uint64(k0), lo1, hi0 ^ c3 ^ np.uint64(k1), lo0
+        k0 = (k0 + 0x9E3779B9) & 0xFFFFFFFF
+        k1 = (k1 + 0xBB67AE85) & 0xFFFFFFFF
+    return c0
+
+
+def cohort_keep_mask_nhwc(shape_nhwc, seed, p):
+    """cohort's dropout_keep for every element of an NHWC tensor (offset 0)."""
+    index = np.arange(int(np.prod(shape_nhwc)), dtype=np.uint64)
+    bits = philox_first(seed, 0, index)
+    u = (bits >> np.uint64(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return (u >= np.float32(p)).reshape(shape_nhwc)
+
+
+class CohortDropout(nn.Module):
+    """Dropout with cohort's Philox mask (training) and identity (eval)."""
+
+    def __init__(self, p, seed):
+        super().__init__()
+        self.p, self.seed = p, seed
+        self.last_keep_nhwc = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        n, c, h, w = x.shape
+        keep = cohort_keep_mask_nhwc((n, h, w, c), self.seed, self.p)
+        self.last_keep_nhwc = keep
+        mask = torch.from_numpy(keep.transpose(0, 3, 1, 2).copy()).to(x.dtype)
+        return x * mask * (1.0 / (1.0 - self.p))
+
+
+def conv_bn_relu(cin, cout, k, dilation=1):
+    return [nn.Conv2d(cin, cout, k, padding=(k // 2) * dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class ASPPPooling(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(nn.AdaptiveAvgPool2d(1), *conv_bn_relu(cin, cout, 1))
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        for module in self:
+            x = module(x)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    """torchvision's ASPP layout (names convs.0..4, project), dropout p configurable."""
+
+    def __init__(self, cin, rates, cout, dropout):
+        super().__init__()
+        branches = [nn.Sequential(*conv_bn_relu(cin, cout, 1))]
+        branches += [nn.Sequential(*conv_bn_relu(cin, cout, 3, r)) for r in rates]
+        branches.append(ASPPPooling(cin, cout))
+        self.convs = nn.ModuleList(branches)
+        self.project = nn.Sequential(*conv_bn_relu(len(branches) * cout, cout, 1), dropout)
+
+    def forward(self, x):
+        return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
+
+
+class Decoder(nn.Module):
+    def __init__(self, low_in, low_out, aspp_ch, ch):
+        super().__init__()
+        self.low_level = nn.Sequential(*conv_bn_relu(low_in, low_out, 1))
+        self.fuse = nn.Sequential(*conv_bn_relu(aspp_ch + low_out, ch, 3), *conv_bn_relu(ch, ch, 3))
+
+    def forward(self, aspp, low):
+        aspp = F.interpolate(aspp, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([aspp, self.low_level(low)], dim=1))
+
+
+class DeepLabV3Plus(nn.Module):
+    def __init__(self, num_classes, rates, dilate, dropout):
+        super().__init__()
+        self.backbone = torchvision.models.resnet50(replace_stride_with_dilation=dilate)
+        del self.backbone.avgpool
+        del self.backbone.fc
+        self.aspp = ASPP(2048, rates, 256, dropout)
+        self.decoder = Decoder(256, 48, 256, 256)
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+
+    def forward(self, x):
+        b = self.backbone
+        y = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        low = b.layer1(y)
+        high = b.layer4(b.layer3(b.layer2(low)))
+        d = self.decoder(self.aspp(high), low)
+        return F.interpolate(self.classifier(d), size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)
+
+
+def nhwc(t):
+    return t.detach().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def main():
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(11)
+    torch.set_num_threads(1)
+    dropout = CohortDropout(DROPOUT_P, DROPOUT_SEED)
+    model = DeepLabV3Plus(NUM_CLASSES, ASPP_RATES, [False, False, True], dropout)
+    with torch.no_grad():  # non-trivial BatchNorm state so eval mode means something
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    export.write_safetensors(os.path.join(out_dir, "deeplabv3plus.safetensors"),
+                             model.state_dict(),
+                             {"source": "tests/parity/make_deeplab_golden.py"})
+
+    # Inputs drawn in float64 and rounded to float32: exact in both precisions.
+    x = torch.randn(2, 3, 65, 65, dtype=torch.float64).float().double()
+    label = torch.randint(0, NUM_CLASSES, (2, 65, 65))
+    label[torch.rand(2, 65, 65) < 0.2] = IGNORE
+    label[1, :10, :] = IGNORE  # a fully ignored band
+    model.double()
+    with h5py.File(os.path.join(out_dir, "deeplabv3plus_golden.h5"), "w") as f:
+        f["inputs/x"] = nhwc(x).astype(np.float32)
+        f["inputs/label"] = label.numpy().astype(np.uint8)
+        model.eval()
+        with torch.no_grad():
+            f["eval/logits"] = nhwc(model(x))
+        model.train()
+        logits = model(x)
+        loss = F.cross_entropy(logits, label, ignore_index=IGNORE)
+        loss.backward()
+        f["train/logits"] = nhwc(logits)
+        f["train/loss"] = loss.detach().numpy().reshape(1)
+        f["dropout/keep"] = dropout.last_keep_nhwc.astype(np.uint8)
+        f["dropout"].attrs["seed"] = np.uint64(DROPOUT_SEED)
+        f["dropout"].attrs["p"] = DROPOUT_P
+        for name, p in model.named_parameters():
+            g = p.grad.detach()
+            g = g.permute(0, 2, 3, 1).contiguous() if g.dim() == 4 else g
+            f["grad/" + name] = g.numpy().astype(np.float32)
+        for name, b in model.named_buffers():
+            if "running" in name:
+                f["buffer/" + name] = b.detach().numpy()
+
+
+if __name__ == "__main__":
+    main()
