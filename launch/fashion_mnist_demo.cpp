@@ -128,9 +128,9 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
   const data::ImageClassificationSet test = data::load_fashion_mnist(o.data_dir, "t10k");
   const int64_t n_train =
       o.max_train_samples > 0 ? std::min(o.max_train_samples, train.count) : train.count;
-  COHORT_CHECK(o.batch_size <= n_train,
-               fmt::format("demo: --batch {} is larger than the {} training images", o.batch_size,
-                           n_train));
+  COHORT_CHECK(
+      o.batch_size <= n_train,
+      fmt::format("demo: --batch {} is larger than the {} training images", o.batch_size, n_train));
 
   core::nn::Graph graph;
   const models::SmallCnnNodes nodes = models::add_small_cnn(graph);

@@ -74,12 +74,19 @@ const std::vector<Field>& fields() {
       number("run", "stop_after_steps", &TrainConfig::stop_after_steps),
       text("model", "kind", &TrainConfig::model),
       number("model", "num_classes", &TrainConfig::num_classes),
+      number("model", "output_stride", &TrainConfig::output_stride),
+      text("model", "pretrained", &TrainConfig::pretrained),
       text("data", "train", &TrainConfig::train_shards),
       text("data", "eval", &TrainConfig::eval_shards),
       number("data", "batch", &TrainConfig::batch),
       number("data", "threads", &TrainConfig::threads),
       number("data", "prefetch", &TrainConfig::prefetch),
       text("data", "augment", &TrainConfig::augment),
+      number("data", "crop_height", &TrainConfig::crop_height),
+      number("data", "crop_width", &TrainConfig::crop_width),
+      number("data", "min_scale", &TrainConfig::min_scale),
+      number("data", "max_scale", &TrainConfig::max_scale),
+      text("data", "eval_crop", &TrainConfig::eval_crop),
       text("optimizer", "kind", &TrainConfig::optimizer),
       number("optimizer", "lr", &TrainConfig::lr),
       number("optimizer", "momentum", &TrainConfig::momentum),
@@ -141,7 +148,16 @@ void check_one_of(const std::string& value, std::initializer_list<const char*> a
 
 void validate(const TrainConfig& c) {
   check_one_of(c.dtype, {"f32", "bf16", "f16"}, "run.dtype");
-  check_one_of(c.model, {"small_cnn"}, "model.kind");
+  check_one_of(c.model, {"small_cnn", "deeplabv3plus"}, "model.kind");
+  check_one_of(c.eval_crop, {"full", "center"}, "data.eval_crop");
+  COHORT_CHECK(c.output_stride == 8 || c.output_stride == 16,
+               fmt::format("config: model.output_stride must be 8 or 16, got {}", c.output_stride));
+  COHORT_CHECK(c.crop_height >= 1 && c.crop_width >= 1,
+               fmt::format("config: data.crop_height/crop_width must be >= 1, got {}x{}",
+                           c.crop_height, c.crop_width));
+  COHORT_CHECK(c.min_scale > 0 && c.min_scale <= c.max_scale,
+               fmt::format("config: need 0 < data.min_scale <= data.max_scale, got {} and {}",
+                           c.min_scale, c.max_scale));
   check_one_of(c.augment, {"none", "standard"}, "data.augment");
   check_one_of(c.optimizer, {"sgd", "adamw"}, "optimizer.kind");
   check_one_of(c.schedule, {"constant", "step", "poly", "cosine"}, "schedule.kind");

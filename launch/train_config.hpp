@@ -8,9 +8,14 @@
 //   run:        out_dir, seed, device (auto|cpu|cuda:N), dtype (f32|bf16|f16),
 //               stop_after_steps (stop as if signalled after this many steps of
 //               this invocation: time-sliced jobs; 0 = never)
-//   model:      kind (small_cnn), num_classes
+//   model:      kind (small_cnn | deeplabv3plus), num_classes, output_stride (8|16,
+//               DeepLab), pretrained (torchvision ImageNet ResNet weights in
+//               safetensors, from tools/export_torchvision_safetensors.py: the
+//               backbone of DeepLab; empty = random initialisation)
 //   data:       train, eval (shard-set directories), batch (global), threads,
-//               prefetch, augment (none|standard)
+//               prefetch, augment (none|standard; classification), crop_height,
+//               crop_width, min_scale, max_scale (dense training: random scale,
+//               crop, flip, colour jitter), eval_crop (full|center)
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
 //   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
 //   parallel:   zero_stage (0-3)
@@ -32,12 +37,17 @@ struct TrainConfig {
   // model
   std::string model = "small_cnn";
   int num_classes = 10;
+  int output_stride = 16;
+  std::string pretrained;
   // data
   std::string train_shards, eval_shards;  // eval: optional
   int64_t batch = 64;                     // global, split evenly over the ranks
   int threads = 0;                        // loader threads per rank (0: all cores)
   int prefetch = 2;
   std::string augment = "none";  // none | standard (random resized crop + flip)
+  int64_t crop_height = 512, crop_width = 1024;
+  double min_scale = 0.5, max_scale = 2.0;
+  std::string eval_crop = "full";
   // optimizer
   std::string optimizer = "sgd";
   double lr = 0.05, momentum = 0.9, weight_decay = 5e-4;

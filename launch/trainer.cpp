@@ -21,7 +21,9 @@
 #include "core/optim/schedule.hpp"
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
+#include "models/deeplabv3plus.hpp"
 #include "models/small_cnn.hpp"
+#include "models/weights_import.hpp"
 
 namespace cohort::launch {
 namespace {
@@ -154,12 +156,53 @@ DType dtype_of(const std::string& name) {
   return DType::f32;
 }
 
-data::AugmentOptions augment_for(const TrainConfig& c, const data::ShardSet& set, bool train) {
+// What the trainer needs of a model: its inputs are "image" and "label".
+struct ModelNodes {
+  core::nn::NodeId logits = -1, loss = -1;
+  bool dense = false;  // per-pixel labels (segmentation) or one class per image
+};
+
+ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c) {
+  if (c.model == "deeplabv3plus") {
+    models::DeepLabV3PlusOptions o;
+    o.num_classes = c.num_classes;
+    o.output_stride = c.output_stride;
+    const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
+    return {n.logits, n.loss, true};
+  }
+  const models::SmallCnnNodes n = models::add_small_cnn(graph, c.num_classes);
+  return {n.logits, n.loss, false};
+}
+
+// The set must fit the model: its kind, and its class table the model's classes.
+void check_set_fits(const TrainConfig& c, const data::ShardSet& set, bool dense) {
   const data::DatasetSpec& spec = set.spec();
-  COHORT_CHECK(spec.kind == data::TaskKind::classification && spec.fixed_size(),
-               fmt::format("train: model {} needs a classification shard set of one image size; "
-                           "{} holds {} data",
-                           c.model, set.dir(), data::to_string(spec.kind)));
+  const bool ok = dense ? data::has_label_map(spec.kind) : data::has_class_id(spec.kind);
+  COHORT_CHECK(ok, fmt::format("train: model {} needs {} shards; {} holds {} data", c.model,
+                               dense ? "segmentation (or multitask)" : "classification", set.dir(),
+                               data::to_string(spec.kind)));
+  COHORT_CHECK(static_cast<int>(spec.classes.size()) == c.num_classes,
+               fmt::format("train: model.num_classes is {} but {} has {} classes", c.num_classes,
+                           set.dir(), spec.classes.size()));
+}
+
+data::AugmentOptions augment_for(const TrainConfig& c, const data::ShardSet& set, bool train,
+                                 bool dense) {
+  check_set_fits(c, set, dense);
+  if (dense) {
+    if (!train)
+      return data::AugmentOptions::dense_eval(
+          c.eval_crop == "center" ? data::EvalCrop::center : data::EvalCrop::full, c.crop_height,
+          c.crop_width);
+    data::AugmentOptions a = data::AugmentOptions::dense_train(c.crop_height, c.crop_width);
+    a.min_scale = c.min_scale;
+    a.max_scale = c.max_scale;
+    return a;
+  }
+  const data::DatasetSpec& spec = set.spec();
+  COHORT_CHECK(spec.fixed_size(),
+               fmt::format("train: model {} needs images of one size; {} has varying sizes",
+                           c.model, set.dir()));
   COHORT_CHECK(spec.height == spec.width,
                fmt::format("train: {} has {}x{} images; model {} takes square images", set.dir(),
                            spec.height, spec.width, c.model));
@@ -176,6 +219,35 @@ data::AugmentOptions augment_for(const TrainConfig& c, const data::ShardSet& set
   data::AugmentOptions a = data::AugmentOptions::classification_eval(size);
   a.resize_shorter = size;  // the image as it is
   return a;
+}
+
+struct SegmentationScores {
+  double miou = 0, pixel_accuracy = 0;
+};
+
+// mIoU over the classes that occur in the truth or the predictions (a class absent
+// from both has no IoU), as Cityscapes' evaluation averages its 19 classes.
+SegmentationScores segmentation_scores(const std::vector<int64_t>& confusion, int64_t k) {
+  SegmentationScores s;
+  int64_t total = 0, hit = 0, classes = 0;
+  double iou_sum = 0;
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t row = 0, col = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      row += confusion[static_cast<size_t>(c * k + j)];
+      col += confusion[static_cast<size_t>(j * k + c)];
+    }
+    const int64_t tp = confusion[static_cast<size_t>(c * k + c)];
+    total += row;
+    hit += tp;
+    if (row + col - tp > 0) {
+      iou_sum += static_cast<double>(tp) / static_cast<double>(row + col - tp);
+      ++classes;
+    }
+  }
+  s.miou = classes > 0 ? iou_sum / static_cast<double>(classes) : 0;
+  s.pixel_accuracy = total > 0 ? static_cast<double>(hit) / static_cast<double>(total) : 0;
+  return s;
 }
 
 std::string json_number(double v) {
@@ -199,7 +271,6 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   COHORT_CHECK(c.batch % world == 0,
                fmt::format("train: the global data.batch {} must split evenly over {} ranks",
                            c.batch, world));
-  COHORT_CHECK(c.model == "small_cnn", fmt::format("train: unknown model '{}'", c.model));
   g_stop_requested.store(0);
   StopSignals signals;
   const bool talk = rank == 0;
@@ -212,8 +283,19 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   // Model, engine, loss scaling.
   const DType compute = dtype_of(c.dtype);
   core::nn::Graph graph;
-  const models::SmallCnnNodes nodes = models::add_small_cnn(graph, c.num_classes);
+  const ModelNodes nodes = add_model(graph, c);
   graph.build(device, c.seed, compute);
+  // ImageNet backbone weights before the engine: it broadcasts rank 0's parameters.
+  if (!c.pretrained.empty() && !resume) {
+    models::ImportOptions io;
+    io.graph_prefix = c.model == "deeplabv3plus" ? "backbone." : "";
+    io.ignore_file_prefixes = {"fc."};
+    io.strict = true;
+    const models::ImportReport report = models::import_torchvision_weights(c.pretrained, graph, io);
+    if (talk)
+      fmt::print("pretrained: {} tensors from {} ({} ignored)\n", report.loaded, c.pretrained,
+                 report.ignored.size());
+  }
   core::Context ctx(device);
   ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank));  // dropout differs per rank
   core::optim::OptimizerConfig oc;
@@ -251,7 +333,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   lo.seed = c.seed;
   lo.threads = c.threads;
   lo.prefetch = c.prefetch;
-  lo.augment = augment_for(c, train_set, true);
+  lo.augment = augment_for(c, train_set, true, nodes.dense);
   lo.image_dtype = compute == DType::bf16 ? DType::bf16 : DType::f32;
   lo.label_dtype = DType::i32;
   lo.device = device;
@@ -295,7 +377,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     const data::Batch* batch = loader.next(ctx.stream());
     Tensor image = batch->image;
     if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-    graph.forward(ctx, {{"image", image}, {"label", batch->class_id}}, {.training = true});
+    graph.forward(ctx, {{"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}},
+                  {.training = true});
     engine.prepare(ctx);
     graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
     engine.finish(ctx);
@@ -337,13 +420,17 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     data::LoaderOptions eo = lo;
     eo.mode = data::LoaderMode::eval;
     eo.start.reset();
-    eo.augment = augment_for(c, eval_set, false);
+    eo.augment = augment_for(c, eval_set, false, nodes.dense);
     const int64_t eval_size = eval_set.size();
     data::Loader eval(std::move(eval_set), eo);
     // ZeRO-3 forwards are collective: every rank runs the most batches any rank has.
     const int64_t rounds =
         c.zero_stage == 3 ? data::EvalSampler(eval_size, eo.batch_size, rank, world).max_batches()
                           : eval.batches();
+    // Classification: correct images; segmentation: a confusion matrix over the
+    // labelled pixels (rows: truth, columns: prediction), both summed over ranks.
+    const int64_t k = c.num_classes;
+    std::vector<int64_t> confusion(nodes.dense ? static_cast<size_t>(k * k) : 0, 0);
     int64_t correct = 0;
     Tensor filler;
     for (int64_t b = 0; b < rounds; ++b) {
@@ -363,16 +450,38 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       if (eb == nullptr) continue;
       const std::vector<double> predicted =
           core::ops::argmax_channels(ctx, graph.output(nodes.logits)).to_vector(ctx.stream());
-      const std::vector<double> truth = eb->class_id.to_vector(ctx.stream());
-      for (size_t i = 0; i < truth.size(); ++i)
-        correct += predicted[i] == truth[i];
+      const std::vector<double> truth =
+          (nodes.dense ? eb->label : eb->class_id).to_vector(ctx.stream());
+      for (size_t i = 0; i < truth.size(); ++i) {
+        if (!nodes.dense) {
+          correct += predicted[i] == truth[i];
+        } else if (truth[i] != data::kIgnoreLabel) {
+          ++confusion[static_cast<size_t>(truth[i]) * static_cast<size_t>(k) +
+                      static_cast<size_t>(predicted[i])];
+        }
+      }
     }
-    result.eval_accuracy =
-        static_cast<double>(sum_over_ranks(ranks, correct)) / static_cast<double>(eval_size);
-    if (talk) {
-      fmt::print("eval accuracy {:.2f}% on {} samples\n", 100 * result.eval_accuracy, eval_size);
-      metrics.write(fmt::format(R"({{"step": {}, "eval_accuracy": {}}})", result.steps,
-                                json_number(result.eval_accuracy)));
+    if (!nodes.dense) {
+      result.eval_accuracy =
+          static_cast<double>(sum_over_ranks(ranks, correct)) / static_cast<double>(eval_size);
+      if (talk) {
+        fmt::print("eval accuracy {:.2f}% on {} samples\n", 100 * result.eval_accuracy, eval_size);
+        metrics.write(fmt::format(R"({{"step": {}, "eval_accuracy": {}}})", result.steps,
+                                  json_number(result.eval_accuracy)));
+      }
+    } else {
+      for (int64_t& n : confusion)
+        n = sum_over_ranks(ranks, n);
+      const SegmentationScores s = segmentation_scores(confusion, k);
+      result.eval_accuracy = s.pixel_accuracy;
+      result.eval_miou = s.miou;
+      if (talk) {
+        fmt::print("eval mIoU {:.2f}% (pixel accuracy {:.2f}%) on {} images\n", 100 * s.miou,
+                   100 * s.pixel_accuracy, eval_size);
+        metrics.write(fmt::format(R"({{"step": {}, "eval_miou": {}, "eval_pixel_accuracy": {}}})",
+                                  result.steps, json_number(s.miou),
+                                  json_number(s.pixel_accuracy)));
+      }
     }
   }
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -43,7 +43,9 @@ struct TrainResult {
   bool resumed = false;        // started from a checkpoint
   bool stopped = false;        // ended early on a stop request (checkpoint written)
   double final_loss = 0;       // this rank's last training loss
-  double eval_accuracy = -1;   // summed over ranks; -1 without an eval set
+  double eval_accuracy = -1;   // classification accuracy, or segmentation pixel accuracy,
+                               // over the whole eval set (all ranks); -1: no eval set
+  double eval_miou = -1;       // segmentation: mean IoU over the eval set; -1: none
   double seconds = 0;
   std::string checkpoint;  // path of the last checkpoint written (or loaded)
 };

@@ -189,6 +189,50 @@ TEST_F(TrainerTest, ASignalStopsAtAStepBoundaryWithACheckpointAndTheNextRunConti
   EXPECT_EQ(next.steps, stopped.steps + 2);
 }
 
+// The segmentation workload's model on synthetic street scenes (random scale,
+// crop and flip): it trains, resumes bitwise, and its evaluation reports mIoU.
+TEST(TrainerSegmentation, DeepLabResumesBitwiseAndReportsMiou) {
+  cohort::testing::TempDir dir("cohort-seg");
+  for (const char* split : {"train", "val"})
+    ASSERT_EQ(data::run_convert({"synthetic-scenes", "--kind", "segmentation", "--split", split,
+                                 "--count", split == std::string("train") ? "6" : "2", "--width",
+                                 "96", "--height", "48", "--out", dir.file(split), "--quiet"}),
+              0);
+  auto config = [&](const std::string& run) {
+    TrainConfig c;
+    c.model = "deeplabv3plus";
+    c.num_classes = 19;
+    c.train_shards = dir.file("train");
+    c.eval_shards = dir.file("val");
+    c.out_dir = dir.file(run);
+    c.batch = 2;  // the image-pooling BatchNorm needs two samples
+    c.crop_height = 48;
+    c.crop_width = 48;
+    c.threads = 2;
+    c.max_steps = 3;
+    c.warmup_steps = 0;
+    c.lr = 0.01;
+    return c;
+  };
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  EXPECT_EQ(straight.steps, 3);
+  EXPECT_GE(straight.eval_miou, 0.0);
+  EXPECT_LE(straight.eval_miou, 1.0);
+  EXPECT_GT(straight.eval_accuracy, 0.0) << "pixel accuracy";
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 2;
+  EXPECT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  const TrainResult resumed = run_training(sliced, core::Device::cpu());
+  EXPECT_EQ(resumed.steps, 3);
+  expect_same_training_state(straight.checkpoint, resumed.checkpoint);
+  EXPECT_EQ(resumed.eval_miou, straight.eval_miou);
+
+  TrainConfig wrong = config("wrong");
+  wrong.num_classes = 10;
+  EXPECT_NE(error_of([&] { run_training(wrong, core::Device::cpu()); }).find("19 classes"),
+            std::string::npos);
+}
+
 TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {
   TrainConfig c = config("bad");
   c.zero_stage = 2;
