@@ -74,7 +74,9 @@ const std::vector<Field>& fields() {
       number("run", "stop_after_steps", &TrainConfig::stop_after_steps),
       text("model", "kind", &TrainConfig::model),
       number("model", "num_classes", &TrainConfig::num_classes),
+      number("model", "depth", &TrainConfig::depth),
       number("model", "output_stride", &TrainConfig::output_stride),
+      number("model", "freeze_backbone_steps", &TrainConfig::freeze_backbone_steps),
       text("model", "pretrained", &TrainConfig::pretrained),
       text("data", "train", &TrainConfig::train_shards),
       text("data", "eval", &TrainConfig::eval_shards),
@@ -82,6 +84,7 @@ const std::vector<Field>& fields() {
       number("data", "threads", &TrainConfig::threads),
       number("data", "prefetch", &TrainConfig::prefetch),
       text("data", "augment", &TrainConfig::augment),
+      number("data", "image_size", &TrainConfig::image_size),
       number("data", "crop_height", &TrainConfig::crop_height),
       number("data", "crop_width", &TrainConfig::crop_width),
       number("data", "min_scale", &TrainConfig::min_scale),
@@ -148,8 +151,22 @@ void check_one_of(const std::string& value, std::initializer_list<const char*> a
 
 void validate(const TrainConfig& c) {
   check_one_of(c.dtype, {"f32", "bf16", "f16"}, "run.dtype");
-  check_one_of(c.model, {"small_cnn", "deeplabv3plus"}, "model.kind");
+  check_one_of(c.model, {"small_cnn", "resnet", "deeplabv3plus"}, "model.kind");
+  COHORT_CHECK(c.depth == 18 || c.depth == 34 || c.depth == 50 || c.depth == 101,
+               fmt::format("config: model.depth must be 18, 34, 50 or 101, got {}", c.depth));
+  COHORT_CHECK(c.model != "deeplabv3plus" || c.depth >= 50,
+               fmt::format("config: deeplabv3plus needs a bottleneck ResNet (depth 50 or 101), "
+                           "got depth {}",
+                           c.depth));
+  COHORT_CHECK(c.freeze_backbone_steps >= 0,
+               fmt::format("config: model.freeze_backbone_steps must be >= 0, got {}",
+                           c.freeze_backbone_steps));
+  COHORT_CHECK(c.freeze_backbone_steps == 0 || c.model != "small_cnn",
+               "config: model.freeze_backbone_steps needs a model with a backbone (resnet or "
+               "deeplabv3plus), not small_cnn");
   check_one_of(c.eval_crop, {"full", "center"}, "data.eval_crop");
+  COHORT_CHECK(c.image_size >= 0,
+               fmt::format("config: data.image_size must be >= 0, got {}", c.image_size));
   COHORT_CHECK(c.output_stride == 8 || c.output_stride == 16,
                fmt::format("config: model.output_stride must be 8 or 16, got {}", c.output_stride));
   COHORT_CHECK(c.crop_height >= 1 && c.crop_width >= 1,

@@ -8,12 +8,17 @@
 //   run:        out_dir, seed, device (auto|cpu|cuda:N), dtype (f32|bf16|f16),
 //               stop_after_steps (stop as if signalled after this many steps of
 //               this invocation: time-sliced jobs; 0 = never)
-//   model:      kind (small_cnn | deeplabv3plus), num_classes, output_stride (8|16,
-//               DeepLab), pretrained (torchvision ImageNet ResNet weights in
-//               safetensors, from tools/export_torchvision_safetensors.py: the
-//               backbone of DeepLab; empty = random initialisation)
+//   model:      kind (small_cnn | resnet | deeplabv3plus), num_classes, depth
+//               (ResNet 18|34|50|101, for resnet and DeepLab's backbone),
+//               output_stride (8|16, DeepLab), pretrained (torchvision ImageNet
+//               ResNet weights in safetensors, from tools/export_torchvision_
+//               safetensors.py: the whole ResNet but its fc head, or DeepLab's
+//               backbone; empty = random initialisation), freeze_backbone_steps
+//               (fine-tuning: the backbone -- all of a resnet but fc, DeepLab's
+//               backbone.* -- stays frozen for the first N steps, then trains)
 //   data:       train, eval (shard-set directories), batch (global), threads,
-//               prefetch, augment (none|standard; classification), crop_height,
+//               prefetch, augment (none|standard; classification), image_size
+//               (classification crop with standard augmentation), crop_height,
 //               crop_width, min_scale, max_scale (dense training: random scale,
 //               crop, flip, colour jitter), eval_crop (full|center)
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
@@ -37,14 +42,17 @@ struct TrainConfig {
   // model
   std::string model = "small_cnn";
   int num_classes = 10;
+  int depth = 50;
   int output_stride = 16;
   std::string pretrained;
+  int64_t freeze_backbone_steps = 0;
   // data
   std::string train_shards, eval_shards;  // eval: optional
   int64_t batch = 64;                     // global, split evenly over the ranks
   int threads = 0;                        // loader threads per rank (0: all cores)
   int prefetch = 2;
   std::string augment = "none";  // none | standard (random resized crop + flip)
+  int64_t image_size = 0;        // classification crops with augment standard (0: the set's)
   int64_t crop_height = 512, crop_width = 1024;
   double min_scale = 0.5, max_scale = 2.0;
   std::string eval_crop = "full";

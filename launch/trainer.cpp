@@ -15,6 +15,7 @@
 #include "comm/zero_checkpoint.hpp"
 #include "core/io/training_state.hpp"
 #include "core/nn/graph.hpp"
+#include "core/nn/layers.hpp"
 #include "core/ops/ops.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
@@ -22,6 +23,7 @@
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
 #include "models/deeplabv3plus.hpp"
+#include "models/resnet.hpp"
 #include "models/small_cnn.hpp"
 #include "models/weights_import.hpp"
 
@@ -162,11 +164,25 @@ struct ModelNodes {
   bool dense = false;  // per-pixel labels (segmentation) or one class per image
 };
 
-ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c) {
+ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_channels) {
+  if (c.model == "resnet") {
+    const core::nn::NodeId image = graph.input("image");
+    const core::nn::NodeId label = graph.input("label");
+    models::ResNetOptions o;
+    o.depth = c.depth;
+    o.num_classes = c.num_classes;
+    o.in_channels = static_cast<int>(in_channels);
+    const models::ResNetNodes n = models::add_resnet(graph, image, o);
+    const core::nn::NodeId loss =
+        graph.add("loss", std::make_unique<core::nn::CrossEntropyLoss>(), {n.logits, label});
+    return {n.logits, loss, false};
+  }
   if (c.model == "deeplabv3plus") {
     models::DeepLabV3PlusOptions o;
     o.num_classes = c.num_classes;
     o.output_stride = c.output_stride;
+    o.backbone_depth = c.depth;
+    o.in_channels = static_cast<int>(in_channels);
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
     return {n.logits, n.loss, true};
   }
@@ -199,21 +215,31 @@ data::AugmentOptions augment_for(const TrainConfig& c, const data::ShardSet& set
     a.max_scale = c.max_scale;
     return a;
   }
+  // Classification: "none" feeds square images of one size as they are;
+  // "standard" makes data.image_size crops (random resized crop + flip; evaluation:
+  // shorter side to image_size / 0.875, centre crop), whatever the images' sizes.
   const data::DatasetSpec& spec = set.spec();
-  COHORT_CHECK(spec.fixed_size(),
-               fmt::format("train: model {} needs images of one size; {} has varying sizes",
-                           c.model, set.dir()));
-  COHORT_CHECK(spec.height == spec.width,
-               fmt::format("train: {} has {}x{} images; model {} takes square images", set.dir(),
-                           spec.height, spec.width, c.model));
+  if (c.augment == "standard") {
+    const int64_t size = c.image_size > 0 ? c.image_size : spec.height;
+    COHORT_CHECK(size > 0, fmt::format("train: {} has images of varying sizes: set "
+                                       "data.image_size for the crops",
+                                       set.dir()));
+    return train ? data::AugmentOptions::classification_train(size)
+                 : data::AugmentOptions::classification_eval(size);
+  }
+  COHORT_CHECK(spec.fixed_size() && spec.height == spec.width,
+               fmt::format("train: data.augment none feeds images as they are, so they must be "
+                           "square and of one size; {} has {}; use data.augment standard with "
+                           "data.image_size",
+                           set.dir(),
+                           spec.fixed_size() ? fmt::format("{}x{}", spec.height, spec.width)
+                                             : std::string("varying sizes")));
   const int64_t size = spec.height;
   if (train) {
     data::AugmentOptions a = data::AugmentOptions::classification_train(size);
-    if (c.augment == "none") {  // the whole image, unflipped: no randomness at all
-      a.flip = false;
-      a.min_area = a.max_area = 1.0;
-      a.min_ratio = a.max_ratio = 1.0;
-    }
+    a.flip = false;  // the whole image, unflipped: no randomness at all
+    a.min_area = a.max_area = 1.0;
+    a.min_ratio = a.max_ratio = 1.0;
     return a;
   }
   data::AugmentOptions a = data::AugmentOptions::classification_eval(size);
@@ -250,6 +276,17 @@ SegmentationScores segmentation_scores(const std::vector<int64_t>& confusion, in
   return s;
 }
 
+// Fine-tuning: freezes or unfreezes the backbone (a resnet's everything but its
+// fc head; DeepLab's backbone.*).
+void set_backbone_trainable(core::nn::Graph& graph, const TrainConfig& c, bool trainable) {
+  if (c.model == "deeplabv3plus") {
+    graph.set_trainable("backbone.", trainable);
+    return;
+  }
+  graph.set_trainable("", trainable);
+  graph.set_trainable("fc.", true);
+}
+
 std::string json_number(double v) {
   return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null";
 }
@@ -282,13 +319,14 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
 
   // Model, engine, loss scaling.
   const DType compute = dtype_of(c.dtype);
+  data::ShardSet train_set = data::ShardSet::open(c.train_shards);
   core::nn::Graph graph;
-  const ModelNodes nodes = add_model(graph, c);
+  const ModelNodes nodes = add_model(graph, c, train_set.spec().channels);
   graph.build(device, c.seed, compute);
   // ImageNet backbone weights before the engine: it broadcasts rank 0's parameters.
   if (!c.pretrained.empty() && !resume) {
     models::ImportOptions io;
-    io.graph_prefix = c.model == "deeplabv3plus" ? "backbone." : "";
+    io.graph_prefix = c.model == "deeplabv3plus" ? "backbone." : "";  // resnet: as named
     io.ignore_file_prefixes = {"fc."};
     io.strict = true;
     const models::ImportReport report = models::import_torchvision_weights(c.pretrained, graph, io);
@@ -324,7 +362,6 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   result.steps = progress.step;
 
   // Data: this rank's part of the global order, from the checkpoint's position.
-  data::ShardSet train_set = data::ShardSet::open(c.train_shards);
   data::LoaderOptions lo;
   lo.mode = data::LoaderMode::train;
   lo.batch_size = c.batch / world;
@@ -365,6 +402,12 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     result.checkpoint = checkpoint;
   };
 
+  // Fine-tuning: frozen backbone for the first freeze_backbone_steps steps (also
+  // when resuming inside that window). The engines and the optimizer follow the
+  // trainable set at their next backward/step (buckets and segments rebuilt).
+  bool backbone_frozen = result.steps < c.freeze_backbone_steps;
+  if (backbone_frozen) set_backbone_trainable(graph, c, false);
+
   auto window_start = Clock::now();
   int64_t window_steps = 0;
   while (result.steps < sc.total_steps) {
@@ -373,6 +416,11 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     if (slice_done || sum_over_ranks(ranks, g_stop_requested.load()) > 0) {
       result.stopped = true;
       break;
+    }
+    if (backbone_frozen && result.steps >= c.freeze_backbone_steps) {
+      set_backbone_trainable(graph, c, true);
+      backbone_frozen = false;
+      if (talk) fmt::print("step {}: backbone unfrozen\n", result.steps);
     }
     const data::Batch* batch = loader.next(ctx.stream());
     Tensor image = batch->image;

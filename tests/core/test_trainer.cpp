@@ -233,6 +233,43 @@ TEST(TrainerSegmentation, DeepLabResumesBitwiseAndReportsMiou) {
             std::string::npos);
 }
 
+// Fine-tuning: a ResNet's backbone (all but fc) stays bitwise unchanged while
+// frozen, trains after the unfreeze step, and a run resumed across the boundary
+// ends bitwise equal to an uninterrupted one.
+TEST_F(TrainerTest, FineTuningFreezesTheBackboneThenTrainsItAndResumesAcrossTheSwitch) {
+  auto finetune = [&](const std::string& run) {
+    TrainConfig c = config(run);
+    c.model = "resnet";
+    c.depth = 18;
+    c.batch = 16;
+    c.max_steps = 5;
+    c.freeze_backbone_steps = 3;
+    c.lr = 0.01;
+    return c;
+  };
+  auto state_at = [](const std::string& checkpoint) {
+    return core::io::read_checkpoint(checkpoint).tensors;
+  };
+  TrainConfig probe = finetune("probe");
+  probe.stop_after_steps = 1;
+  const auto step1 = state_at(run_training(probe, core::Device::cpu()).checkpoint);
+  probe.stop_after_steps = 2;
+  const auto step3 = state_at(run_training(probe, core::Device::cpu()).checkpoint);
+  const auto step5 = state_at(run_training(probe, core::Device::cpu()).checkpoint);
+  for (const char* name :
+       {"model/conv1.weight", "model/layer4.1.conv2.weight", "model/bn1.weight"}) {
+    EXPECT_EQ(step1.at(name).to_vector(), step3.at(name).to_vector()) << name << " while frozen";
+    EXPECT_NE(step3.at(name).to_vector(), step5.at(name).to_vector()) << name << " after unfreeze";
+  }
+  EXPECT_NE(step1.at("model/fc.weight").to_vector(), step3.at("model/fc.weight").to_vector())
+      << "the head trains while the backbone is frozen";
+
+  const TrainResult straight = run_training(finetune("straight"), core::Device::cpu());
+  EXPECT_EQ(straight.steps, 5);
+  expect_same_training_state(straight.checkpoint,
+                             (std::filesystem::path(probe.out_dir) / "checkpoint.h5").string());
+}
+
 TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {
   TrainConfig c = config("bad");
   c.zero_stage = 2;
