@@ -45,7 +45,7 @@ void warn_if_srun_without_pmi() {
 // ones working (measured here: 4 ranks on 2 cores under srun, 75 s instead of
 // 1.4 s). mpirun --oversubscribe turns on yielding; srun does not.
 void warn_if_oversubscribed(int local_rank, int local_size, const std::string& host) {
-  const unsigned cores = std::thread::hardware_concurrency();
+  const unsigned cores = std::thread::hardware_concurrency();  // the node's, not the mask's
   if (local_rank != 0 || cores == 0 || static_cast<unsigned>(local_size) <= cores) return;
   // Open MPI yields when told to, or when mpirun --oversubscribe started the ranks.
   for (const char* knob : {"OMPI_MCA_mpi_yield_when_idle", "OMPI_MCA_mpi_oversubscribe"}) {

@@ -1,5 +1,7 @@
 #include "data/parallel.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -9,9 +11,21 @@
 
 namespace cohort::data {
 
+int usable_cores() {
+  // The CPUs this process may run on: a Slurm task with --cpus-per-task=8 on a
+  // 64-core node gets 8, where hardware_concurrency() would say 64.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 int resolve_threads(int requested) {
   if (requested > 0) return requested;
-  return std::max(1u, std::thread::hardware_concurrency());
+  return usable_cores();
 }
 
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn) {

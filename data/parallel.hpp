@@ -5,7 +5,10 @@
 
 namespace cohort::data {
 
-// `requested` threads, or the machine's hardware threads when 0 (at least 1).
+// The CPUs this process may run on (its affinity mask: what Slurm or a launcher
+// binding gave it), at least 1.
+int usable_cores();
+// `requested` threads, or usable_cores() when 0.
 int resolve_threads(int requested);
 
 // Calls fn(i) for every i in [0, n) from up to `threads` threads (0 = all cores);

@@ -118,6 +118,9 @@ int run_train(int* argc, char*** argv, const std::string& config_path,
 }
 
 int main(int argc, char** argv) {
+  // Line-buffered stdout: progress lines reach a job's output file (sbatch,
+  // mpirun redirection) as they are printed, and survive a killed run.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app{"cohort: train convolutional networks on GPU clusters"};
   app.require_subcommand(1);
 
