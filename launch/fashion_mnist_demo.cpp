@@ -7,13 +7,13 @@
 #include <memory>
 #include <vector>
 
-#include "comm/zero.hpp"
 #include "core/nn/graph.hpp"
 #include "core/ops/ops.hpp"
 #include "core/optim/optimizer.hpp"
 #include "core/optim/schedule.hpp"
 #include "data/idx.hpp"
 #include "data/sampler.hpp"
+#include "launch/engine.hpp"
 #include "models/small_cnn.hpp"
 
 namespace cohort::launch {
@@ -42,42 +42,6 @@ void make_batch(const data::ImageClassificationSet& set, const std::vector<int64
     lab[i] = set.labels[static_cast<size_t>(s)];
   }
 }
-
-// The optimizer side of a step: a plain optimizer alone, or a data-parallel
-// engine (ZeRO stage 0 = DataParallel) when the run has a communicator.
-class Trainer {
- public:
-  Trainer(core::nn::Graph& graph, const core::optim::OptimizerConfig& oc,
-          comm::Communicator* communicator, int zero_stage) {
-    if (communicator == nullptr) {
-      m_optimizer = std::make_unique<core::optim::Optimizer>(graph, oc);
-      return;
-    }
-    comm::ZeroOptions zo;
-    zo.stage = zero_stage;
-    m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *communicator, zo, oc);
-  }
-  void before_backward(core::Context& ctx) {
-    if (m_zero) m_zero->prepare_backward(ctx);
-  }
-  // Returns the host time spent waiting for gradient communication.
-  double after_backward(core::Context& ctx) {
-    if (!m_zero) return 0;
-    const auto start = std::chrono::steady_clock::now();
-    m_zero->finish_backward(ctx);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  void step(core::Context& ctx, double lr) {
-    if (m_zero)
-      m_zero->step(ctx, lr);
-    else
-      m_optimizer->step(ctx, lr);
-  }
-
- private:
-  std::unique_ptr<core::optim::Optimizer> m_optimizer;
-  std::unique_ptr<comm::ZeroDataParallel> m_zero;
-};
 
 // Correct predictions on this rank's part of the test set. Under ZeRO-3 every
 // forward gathers parameters (collective), so every rank runs the same number of
@@ -144,7 +108,7 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
   oc.momentum = 0.9;
   oc.nesterov = true;
   oc.weight_decay = 5e-4;
-  Trainer trainer(graph, oc, o.comm, o.zero_stage);  // collective with a communicator
+  TrainingEngine trainer(graph, oc, o.comm, o.zero_stage);  // collective with a communicator
 
   data::TrainSampler::Options so;
   so.dataset_size = n_train;
@@ -177,9 +141,12 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
                     {{"image", images.to(ctx.device(), ctx.stream())},
                      {"label", labels.to(ctx.device(), ctx.stream())}},
                     {.training = true});
-      trainer.before_backward(ctx);
+      trainer.prepare(ctx);
       graph.backward(ctx, {{nodes.loss, Tensor()}});
-      timer.add_exposed_comm(trainer.after_backward(ctx));
+      const auto comm_start = std::chrono::steady_clock::now();
+      trainer.finish(ctx);  // host time waiting for gradient reductions
+      timer.add_exposed_comm(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - comm_start).count());
       trainer.step(ctx, core::optim::learning_rate(sc, result.steps));
       ++result.steps;
       const bool progress = s % 100 == 0 || s + 1 == steps_per_epoch;

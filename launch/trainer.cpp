@@ -11,8 +11,6 @@
 #include <filesystem>
 #include <memory>
 
-#include "comm/zero.hpp"
-#include "comm/zero_checkpoint.hpp"
 #include "core/io/training_state.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/layers.hpp"
@@ -22,6 +20,7 @@
 #include "core/optim/schedule.hpp"
 #include "data/loader.hpp"
 #include "data/sampler.hpp"
+#include "launch/engine.hpp"
 #include "models/deeplabv3plus.hpp"
 #include "models/resnet.hpp"
 #include "models/small_cnn.hpp"
@@ -85,56 +84,6 @@ class MetricsLog {
 
  private:
   std::FILE* m_file = nullptr;
-};
-
-// A plain optimizer alone, a ZeRO engine (stage 0 = DataParallel) with ranks.
-class Engine {
- public:
-  Engine(core::nn::Graph& graph, const core::optim::OptimizerConfig& oc, comm::Communicator* grads,
-         int zero_stage)
-      : m_graph(graph) {
-    if (grads == nullptr) {
-      m_optimizer = std::make_unique<core::optim::Optimizer>(graph, oc);
-      return;
-    }
-    comm::ZeroOptions zo;
-    zo.stage = zero_stage;
-    m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *grads, zo, oc);
-  }
-  void prepare(core::Context& ctx) {
-    if (m_zero) m_zero->prepare_backward(ctx);
-  }
-  void finish(core::Context& ctx) {
-    if (m_zero) m_zero->finish_backward(ctx);
-  }
-  // The reduced gradients this rank updates from (for the loss scaler's unscale).
-  Tensor gradients() {
-    if (m_zero && m_zero->stage() >= 2) return m_zero->gradient_shard();
-    return m_graph.flat_grads();
-  }
-  void step(core::Context& ctx, double lr, const Tensor& skip) {
-    if (m_zero)
-      m_zero->step(ctx, lr, skip);
-    else
-      m_optimizer->step(ctx, lr, skip);
-  }
-  void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
-            const core::io::TrainingProgress& progress) {
-    if (m_zero)
-      comm::save_zero_checkpoint(path, *m_zero, m_graph, scaler, ctx, progress);
-    else
-      core::io::save_training_checkpoint(path, m_graph, *m_optimizer, scaler, ctx, progress);
-  }
-  core::io::TrainingProgress load(const std::string& path, core::optim::LossScaler* scaler,
-                                  core::Context& ctx) {
-    if (m_zero) return comm::load_zero_checkpoint(path, *m_zero, m_graph, scaler, ctx);
-    return core::io::load_training_checkpoint(path, m_graph, *m_optimizer, scaler, ctx);
-  }
-
- private:
-  core::nn::Graph& m_graph;
-  std::unique_ptr<core::optim::Optimizer> m_optimizer;
-  std::unique_ptr<comm::ZeroDataParallel> m_zero;
 };
 
 int rank_of(const TrainRanks& r) {
@@ -341,7 +290,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   oc.momentum = c.momentum;
   oc.nesterov = c.nesterov;
   oc.weight_decay = c.weight_decay;
-  Engine engine(graph, oc, ranks.grads, c.zero_stage);  // collective with ranks
+  TrainingEngine engine(graph, oc, ranks.grads, c.zero_stage);  // collective with ranks
   core::optim::LossScalerConfig lc;
   lc.enabled = compute == DType::f16;
   core::optim::LossScaler scaler(lc, device);

@@ -1,0 +1,46 @@
+#pragma once
+// The optimizer side of a training step, the same for the demo and `cohort train`:
+// a plain optimizer in a single process, or ZeroDataParallel at a stage (0 =
+// DataParallel) across the ranks of a communicator; and the matching checkpoint
+// functions (both write the same world-size-independent file).
+//
+//   TrainingEngine engine(graph, optimizer_config, communicator_or_null, zero_stage);
+//   graph.forward(...); engine.prepare(ctx); graph.backward(...); engine.finish(ctx);
+//   engine.step(ctx, lr, skip_flag);
+#include <memory>
+#include <string>
+
+#include "comm/communicator.hpp"
+#include "comm/zero.hpp"
+#include "core/io/training_state.hpp"
+#include "core/nn/graph.hpp"
+#include "core/optim/loss_scaler.hpp"
+#include "core/optim/optimizer.hpp"
+
+namespace cohort::launch {
+
+class TrainingEngine {
+ public:
+  // Collective when `grads` is given (ZeroDataParallel broadcasts rank 0's state).
+  TrainingEngine(core::nn::Graph& graph, const core::optim::OptimizerConfig& optimizer,
+                 comm::Communicator* grads, int zero_stage);
+
+  // Before backward / after backward (waits for the gradient reductions).
+  void prepare(core::Context& ctx);
+  void finish(core::Context& ctx);
+  // The reduced gradients this rank updates from (the loss scaler's unscale).
+  core::Tensor gradients();
+  void step(core::Context& ctx, double lr, const core::Tensor& skip = {});
+
+  void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
+            const core::io::TrainingProgress& progress);
+  core::io::TrainingProgress load(const std::string& path, core::optim::LossScaler* scaler,
+                                  core::Context& ctx);
+
+ private:
+  core::nn::Graph& m_graph;
+  std::unique_ptr<core::optim::Optimizer> m_optimizer;
+  std::unique_ptr<comm::ZeroDataParallel> m_zero;
+};
+
+}  // namespace cohort::launch
