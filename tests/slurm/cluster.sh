@@ -146,6 +146,11 @@ start_cluster() {
   # per-step directories in here rather than in /tmp.
   mkdir -p "$tmp/pmix"
   echo "PMIxCliTmpDirBase=$tmp/pmix" >"$tmp/mpi.conf"
+  # Open MPI names its shared-memory segments after the Slurm job and step
+  # (slurm.pmix.JOB.STEP); besides the random FirstJobId below, a private backing
+  # directory keeps concurrent throwaway clusters from ever sharing one.
+  mkdir -p "$tmp/shm"
+  export OMPI_MCA_btl_vader_backing_directory="$tmp/shm"
 
   # Authentication: a private munged on its own socket and key. Without munged,
   # auth/none, which Slurm up to 22.05 still ships (a newer slurmctld then
