@@ -99,8 +99,17 @@ void DataParallel::launch(Bucket& b) {
   m_communicated += b.count;
 }
 
+double DataParallel::exposed_comm_seconds() {
+  if (m_exposed)
+    if (const std::optional<double> s = m_exposed->seconds()) m_exposed_seconds = *s;
+  return m_exposed_seconds;
+}
+
 void DataParallel::finish_backward(core::Context& ctx) {
-  const auto start = std::chrono::steady_clock::now();
+  // The previous step's interval first (read before its events are reused).
+  if (!m_exposed) m_exposed = std::make_unique<core::StreamInterval>(ctx.device());
+  (void)exposed_comm_seconds();
+  m_exposed->begin(ctx.stream());
   const bool armed = m_armed;
   m_armed = false;
   // Every launched bucket is finished before an unready one is reported, so no
@@ -120,8 +129,7 @@ void DataParallel::finish_backward(core::Context& ctx) {
     }
     b.work.reset();
   }
-  m_exposed_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m_exposed->end(ctx.stream());
   if (unready != nullptr)
     detail::fail_unready_bucket("DataParallel", m_graph.parameters(), unready->params,
                                 unready->pending);

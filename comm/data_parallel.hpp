@@ -25,6 +25,7 @@
 #include "comm/data_parallel_common.hpp"
 #include "core/nn/graph.hpp"
 #include "core/ops/ops.hpp"
+#include "core/stream_interval.hpp"
 
 namespace cohort::comm {
 
@@ -62,9 +63,11 @@ class DataParallel {
     core::Tensor staging;  // bf16 copy when bf16_gradients
   };
   const std::vector<Bucket>& buckets() const { return m_buckets; }
-  // Host seconds the last finish_backward spent waiting: communication that
-  // backward did not hide.
-  double exposed_comm_seconds() const { return m_exposed_seconds; }
+  // Communication that backward did not hide: from the end of backward's compute
+  // to the end of the last gradient reduction, as the device ran it (a CUDA
+  // stream: timing events, read without synchronising, so it can be a step old;
+  // the CPU: the host's wait). The latest finish_backward measured; 0 before.
+  double exposed_comm_seconds();
   // Elements all-reduced since construction (tests: frozen parameters cost nothing).
   int64_t communicated_elements() const { return m_communicated; }
 
@@ -81,6 +84,7 @@ class DataParallel {
   core::Context* m_ctx = nullptr;
   bool m_armed = false;
   double m_exposed_seconds = 0;
+  std::unique_ptr<core::StreamInterval> m_exposed;
   int64_t m_communicated = 0;
 };
 

@@ -335,12 +335,28 @@ void ZeroDataParallel::finish_completed(Context& ctx) {
   m_launch_order = std::move(still);
 }
 
+double ZeroDataParallel::exposed_comm_seconds() {
+  if (m_options.stage <= 1) return m_dp->exposed_comm_seconds();
+  if (m_exposed)
+    if (const std::optional<double> s = m_exposed->seconds()) m_exposed_seconds = *s;
+  return m_exposed_seconds;
+}
+
 void ZeroDataParallel::finish_backward(Context& ctx) {
   if (m_options.stage <= 1) {
     comm("finish_backward");
     m_dp->finish_backward(ctx);
     return;
   }
+  // Measured as DataParallel does (data_parallel.hpp, exposed_comm_seconds).
+  if (!m_exposed) m_exposed = std::make_unique<core::StreamInterval>(ctx.device());
+  (void)exposed_comm_seconds();
+  m_exposed->begin(ctx.stream());
+  finish_reductions(ctx);
+  m_exposed->end(ctx.stream());
+}
+
+void ZeroDataParallel::finish_reductions(Context& ctx) {
   if (!m_armed) return;
   m_armed = false;
   if (m_options.grad_reduction == GradReduction::reduce_scatter) {

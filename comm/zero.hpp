@@ -109,6 +109,7 @@
 #include "comm/data_parallel_common.hpp"
 #include "core/nn/graph.hpp"
 #include "core/optim/optimizer.hpp"
+#include "core/stream_interval.hpp"
 
 namespace cohort::comm {
 
@@ -193,6 +194,9 @@ class ZeroDataParallel {
   void prepare_backward(core::Context& ctx, bool accumulate = false, bool last = true);
   // Waits for the gradient reductions (device backends: orders ctx's stream).
   void finish_backward(core::Context& ctx);
+  // Communication backward did not hide, from the latest finish_backward (see
+  // DataParallel::exposed_comm_seconds: device time, maybe a step old).
+  double exposed_comm_seconds();
   // Scales the gradients so that their global L2 norm is at most max_norm;
   // returns the norm before clipping (f32 [1] on the device, not read back).
   // Collective for stages 2/3.
@@ -230,6 +234,7 @@ class ZeroDataParallel {
   void load_parameters(core::Context& ctx, const core::Tensor& full);
 
  private:
+  void finish_reductions(core::Context& ctx);
   struct Bucket {
     int64_t offset = 0, count = 0;  // range of the flat gradient space
     std::vector<size_t> params;     // indices into graph.parameters()
@@ -312,6 +317,8 @@ class ZeroDataParallel {
   std::vector<core::nn::NodeId> m_param_layers;             // nodes with parameters, ascending
   LayerGather m_prefetch;                                   // the next layer's gather in flight
   int64_t m_gathered_bytes = 0, m_peak_gathered_bytes = 0;  // prefetch included
+  double m_exposed_seconds = 0;
+  std::unique_ptr<core::StreamInterval> m_exposed;
 };
 
 // Memory per rank of `build_model`'s graph (built on the CPU here) for each stage

@@ -30,6 +30,10 @@ core::Tensor TrainingEngine::gradients() {
   return m_graph.flat_grads();
 }
 
+double TrainingEngine::exposed_comm_seconds() {
+  return m_zero ? m_zero->exposed_comm_seconds() : 0.0;
+}
+
 void TrainingEngine::step(core::Context& ctx, double lr, const core::Tensor& skip) {
   if (m_zero)
     m_zero->step(ctx, lr, skip);

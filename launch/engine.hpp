@@ -31,6 +31,9 @@ class TrainingEngine {
   // The reduced gradients this rank updates from (the loss scaler's unscale).
   core::Tensor gradients();
   void step(core::Context& ctx, double lr, const core::Tensor& skip = {});
+  // Gradient communication backward did not hide (0 alone; see
+  // DataParallel::exposed_comm_seconds).
+  double exposed_comm_seconds();
 
   void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
             const core::io::TrainingProgress& progress);

@@ -143,10 +143,8 @@ FashionMnistResult train_fashion_mnist(const FashionMnistOptions& o) {
                     {.training = true});
       trainer.prepare(ctx);
       graph.backward(ctx, {{nodes.loss, Tensor()}});
-      const auto comm_start = std::chrono::steady_clock::now();
-      trainer.finish(ctx);  // host time waiting for gradient reductions
-      timer.add_exposed_comm(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - comm_start).count());
+      trainer.finish(ctx);
+      timer.add_exposed_comm(trainer.exposed_comm_seconds());
       trainer.step(ctx, core::optim::learning_rate(sc, result.steps));
       ++result.steps;
       const bool progress = s % 100 == 0 || s + 1 == steps_per_epoch;
