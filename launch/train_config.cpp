@@ -103,6 +103,7 @@ const std::vector<Field>& fields() {
       number("checkpoint", "every_steps", &TrainConfig::checkpoint_every),
       flag("checkpoint", "resume", &TrainConfig::resume),
       number("log", "every_steps", &TrainConfig::log_every),
+      number("log", "eval_every_steps", &TrainConfig::eval_every),
   };
   return all;
 }
@@ -205,6 +206,8 @@ void validate(const TrainConfig& c) {
   COHORT_CHECK(
       c.stop_after_steps >= 0,
       fmt::format("config: run.stop_after_steps must be >= 0, got {}", c.stop_after_steps));
+  COHORT_CHECK(c.eval_every >= 0,
+               fmt::format("config: log.eval_every_steps must be >= 0, got {}", c.eval_every));
   COHORT_CHECK(c.log_every >= 1,
                fmt::format("config: log.every_steps must be >= 1, got {}", c.log_every));
 }

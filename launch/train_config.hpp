@@ -25,7 +25,7 @@
 //   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
 //   parallel:   zero_stage (0-3)
 //   checkpoint: every_steps (0: only at the end and on a stop signal), resume
-//   log:        every_steps
+//   log:        every_steps, eval_every_steps (0: evaluate at the end only)
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -72,6 +72,7 @@ struct TrainConfig {
   bool resume = true;  // continue from out_dir/checkpoint.h5 when it exists
   // log
   int64_t log_every = 50;
+  int64_t eval_every = 0;  // evaluate every N steps too (0: only at the end)
 };
 
 // Reads `path` (empty: defaults only), then applies each "section.key=value".

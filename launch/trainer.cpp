@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "comm/step_timer.hpp"
 #include "core/io/training_state.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/layers.hpp"
@@ -99,6 +100,16 @@ int64_t sum_over_ranks(const TrainRanks& r, int64_t value) {
   Tensor t = Tensor::from_vector({static_cast<double>(value)}, Shape{1}, DType::i64);
   r.control->all_reduce(t, comm::ReduceOp::sum)->wait();
   return static_cast<int64_t>(t.item());
+}
+
+// Element-wise sum of a vector over the ranks, in one collective.
+std::vector<int64_t> sum_over_ranks(const TrainRanks& r, const std::vector<int64_t>& values) {
+  if (r.control == nullptr || values.empty()) return values;
+  std::vector<double> as_double(values.begin(), values.end());
+  Tensor t = Tensor::from_vector(as_double, Shape{static_cast<int64_t>(values.size())}, DType::i64);
+  r.control->all_reduce(t, comm::ReduceOp::sum)->wait();
+  const std::vector<double> summed = t.to_vector();
+  return std::vector<int64_t>(summed.begin(), summed.end());
 }
 
 DType dtype_of(const std::string& name) {
@@ -351,68 +362,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     result.checkpoint = checkpoint;
   };
 
-  // Fine-tuning: frozen backbone for the first freeze_backbone_steps steps (also
-  // when resuming inside that window). The engines and the optimizer follow the
-  // trainable set at their next backward/step (buckets and segments rebuilt).
-  bool backbone_frozen = result.steps < c.freeze_backbone_steps;
-  if (backbone_frozen) set_backbone_trainable(graph, c, false);
-
-  auto window_start = Clock::now();
-  int64_t window_steps = 0;
-  while (result.steps < sc.total_steps) {
-    // One host all-reduce per step: every rank stops at the same step, or none.
-    const bool slice_done = c.stop_after_steps > 0 && result.steps_this_run >= c.stop_after_steps;
-    if (slice_done || sum_over_ranks(ranks, g_stop_requested.load()) > 0) {
-      result.stopped = true;
-      break;
-    }
-    if (backbone_frozen && result.steps >= c.freeze_backbone_steps) {
-      set_backbone_trainable(graph, c, true);
-      backbone_frozen = false;
-      if (talk) fmt::print("step {}: backbone unfrozen\n", result.steps);
-    }
-    const data::Batch* batch = loader.next(ctx.stream());
-    Tensor image = batch->image;
-    if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-    graph.forward(ctx, {{"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}},
-                  {.training = true});
-    engine.prepare(ctx);
-    graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
-    engine.finish(ctx);
-    if (scaler.enabled()) {
-      Tensor grads = engine.gradients();
-      scaler.unscale(ctx, grads);
-    }
-    const double lr = core::optim::learning_rate(sc, result.steps);
-    engine.step(ctx, lr, scaler.skip_flag());
-    scaler.update(ctx);
-    ++result.steps;
-    ++result.steps_this_run;
-    ++window_steps;
-    const bool last = result.steps == sc.total_steps;
-    if (result.steps % c.log_every == 0 || last) {
-      result.final_loss = graph.output(nodes.loss).item(ctx.stream());  // synchronises
-      const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
-      const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
-      if (talk) {
-        fmt::print("step {:>6}/{} epoch {} loss {:.4f} lr {:.5f} {:.1f} samples/s\n", result.steps,
-                   sc.total_steps, batch->epoch + 1, result.final_loss, lr, rate);
-        metrics.write(
-            fmt::format(R"({{"step": {}, "epoch": {}, "loss": {}, "lr": {}, "samples_per_s": {}}})",
-                        result.steps, batch->epoch, json_number(result.final_loss), json_number(lr),
-                        json_number(rate)));
-      }
-      window_start = Clock::now();
-      window_steps = 0;
-    }
-    if (c.checkpoint_every > 0 && result.steps % c.checkpoint_every == 0 && !last) save();
-  }
-  save();
-  if (talk)
-    fmt::print("{} at step {}: checkpoint {}\n", result.stopped ? "stopped" : "finished",
-               result.steps, checkpoint);
-
-  if (!c.eval_shards.empty() && !result.stopped) {
+  // Evaluation over the whole eval set (each sample once across ranks); with
+  // log.eval_every_steps also during training. Forward in eval mode changes no
+  // training state, so resumed runs stay bitwise equal.
+  auto evaluate = [&]() {
     data::ShardSet eval_set = data::ShardSet::open(c.eval_shards);
     data::LoaderOptions eo = lo;
     eo.mode = data::LoaderMode::eval;
@@ -467,8 +420,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                                   json_number(result.eval_accuracy)));
       }
     } else {
-      for (int64_t& n : confusion)
-        n = sum_over_ranks(ranks, n);
+      confusion = sum_over_ranks(ranks, confusion);
       const SegmentationScores s = segmentation_scores(confusion, k);
       result.eval_accuracy = s.pixel_accuracy;
       result.eval_miou = s.miou;
@@ -480,7 +432,84 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                                   json_number(s.pixel_accuracy)));
       }
     }
+  };
+
+  // Fine-tuning: frozen backbone for the first freeze_backbone_steps steps (also
+  // when resuming inside that window). The engines and the optimizer follow the
+  // trainable set at their next backward/step (buckets and segments rebuilt).
+  bool backbone_frozen = result.steps < c.freeze_backbone_steps;
+  if (backbone_frozen) set_backbone_trainable(graph, c, false);
+
+  comm::StepTimer timer;  // per-rank data wait / exposed communication / compute
+  auto window_start = Clock::now();
+  int64_t window_steps = 0;
+  while (result.steps < sc.total_steps) {
+    // One host all-reduce per step: every rank stops at the same step, or none.
+    const bool slice_done = c.stop_after_steps > 0 && result.steps_this_run >= c.stop_after_steps;
+    if (slice_done || sum_over_ranks(ranks, g_stop_requested.load()) > 0) {
+      result.stopped = true;
+      break;
+    }
+    if (backbone_frozen && result.steps >= c.freeze_backbone_steps) {
+      set_backbone_trainable(graph, c, true);
+      backbone_frozen = false;
+      if (talk) fmt::print("step {}: backbone unfrozen\n", result.steps);
+    }
+    timer.begin_step();
+    const auto data_start = Clock::now();
+    const data::Batch* batch = loader.next(ctx.stream());
+    timer.add_data_wait(std::chrono::duration<double>(Clock::now() - data_start).count());
+    Tensor image = batch->image;
+    if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
+    graph.forward(ctx, {{"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}},
+                  {.training = true});
+    engine.prepare(ctx);
+    graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
+    engine.finish(ctx);
+    if (scaler.enabled()) {
+      Tensor grads = engine.gradients();
+      scaler.unscale(ctx, grads);
+    }
+    const double lr = core::optim::learning_rate(sc, result.steps);
+    engine.step(ctx, lr, scaler.skip_flag());
+    scaler.update(ctx);
+    timer.add_exposed_comm(engine.exposed_comm_seconds());
+    timer.end_step();
+    ++result.steps;
+    ++result.steps_this_run;
+    ++window_steps;
+    const bool last = result.steps == sc.total_steps;
+    if (result.steps % c.log_every == 0 || last) {
+      result.final_loss = graph.output(nodes.loss).item(ctx.stream());  // synchronises
+      const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
+      const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
+      if (talk) {
+        fmt::print("step {:>6}/{} epoch {} loss {:.4f} lr {:.5f} {:.1f} samples/s\n", result.steps,
+                   sc.total_steps, batch->epoch + 1, result.final_loss, lr, rate);
+        metrics.write(
+            fmt::format(R"({{"step": {}, "epoch": {}, "loss": {}, "lr": {}, "samples_per_s": {}}})",
+                        result.steps, batch->epoch, json_number(result.final_loss), json_number(lr),
+                        json_number(rate)));
+      }
+      window_start = Clock::now();
+      window_steps = 0;
+    }
+    if (c.checkpoint_every > 0 && result.steps % c.checkpoint_every == 0 && !last) save();
+    if (c.eval_every > 0 && result.steps % c.eval_every == 0 && !last && !c.eval_shards.empty())
+      evaluate();
   }
+  save();
+  if (talk)
+    fmt::print("{} at step {}: checkpoint {}\n", result.stopped ? "stopped" : "finished",
+               result.steps, checkpoint);
+  if (ranks.control != nullptr && timer.steps() > 0) {
+    // The launcher's ranks are MPI_COMM_WORLD (launch/main.cpp builds both
+    // communicators over it).
+    const comm::RankBreakdowns times = comm::summarize(timer, MPI_COMM_WORLD);
+    if (talk) fmt::print("step time per rank (mean):\n{}", times.str());
+  }
+
+  if (!c.eval_shards.empty() && !result.stopped) evaluate();
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }

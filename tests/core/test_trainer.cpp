@@ -190,7 +190,8 @@ TEST_F(TrainerTest, ASignalStopsAtAStepBoundaryWithACheckpointAndTheNextRunConti
 }
 
 // The segmentation workload's model on synthetic street scenes (random scale,
-// crop and flip): it trains, resumes bitwise, and its evaluation reports mIoU.
+// crop and flip): it trains, evaluates mid-run and at the end (mIoU), and resumes
+// bitwise.
 TEST(TrainerSegmentation, DeepLabResumesBitwiseAndReportsMiou) {
   cohort::testing::TempDir dir("cohort-seg");
   for (const char* split : {"train", "val"})
@@ -212,9 +213,15 @@ TEST(TrainerSegmentation, DeepLabResumesBitwiseAndReportsMiou) {
     c.max_steps = 3;
     c.warmup_steps = 0;
     c.lr = 0.01;
+    c.eval_every = 2;  // also mid-run: evaluation must not disturb training
     return c;
   };
   const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  std::ifstream metrics(dir.file("straight") + "/metrics.jsonl");
+  int evals = 0;
+  for (std::string line; std::getline(metrics, line);)
+    evals += line.find("eval_miou") != std::string::npos ? 1 : 0;
+  EXPECT_EQ(evals, 2) << "at step 2 and at the end";
   EXPECT_EQ(straight.steps, 3);
   EXPECT_GE(straight.eval_miou, 0.0);
   EXPECT_LE(straight.eval_miou, 1.0);
