@@ -222,6 +222,24 @@ class RegressionLossLayer : public Layer {
 };
 
 // Mean of all elements of its input as a scalar loss (benchmarks, simple objectives).
+// Multi-task loss balancing: the weighted sum of its inputs (task losses) with
+// learned uncertainty weights (ops::uncertainty_weighted_sum). Parameter
+// "log_vars" [n]: zeros at the start (every weight 0.5), f32 under mixed
+// precision, no weight decay (it would pull every task's variance towards 1).
+class UncertaintyWeighting : public Layer {
+ public:
+  explicit UncertaintyWeighting(int num_losses);
+  std::string kind() const override { return "UncertaintyWeighting"; }
+  int num_inputs() const override { return m_n; }
+  bool is_loss() const override { return true; }
+  std::vector<ParamSpec> param_specs() const override;
+  Tensor forward(Context&, const std::vector<Tensor>&, Saved&, const ForwardArgs&) override;
+  std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
+
+ private:
+  int m_n;
+};
+
 class MeanLoss : public Layer {
  public:
   std::string kind() const override { return "MeanLoss"; }

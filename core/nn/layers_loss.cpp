@@ -1,6 +1,8 @@
 // Loss layers: scalar outputs on the device; labels, targets and masks get no gradient.
 #include "core/nn/layers.hpp"
 
+#include <fmt/format.h>
+
 namespace cohort::core::nn {
 
 Tensor CrossEntropyLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
@@ -45,6 +47,38 @@ Tensor MeanLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& sav
 std::vector<Tensor> MeanLoss::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                        const BackwardArgs&) {
   return {ops::mean_backward(ctx, dy, saved.shapes.at(0), saved.dtype)};
+}
+
+UncertaintyWeighting::UncertaintyWeighting(int num_losses) : m_n(num_losses) {
+  COHORT_CHECK(num_losses >= 1 && num_losses <= ops::kMaxBalancedLosses,
+               fmt::format("UncertaintyWeighting: 1 to {} losses, got {}", ops::kMaxBalancedLosses,
+                           num_losses));
+}
+
+std::vector<ParamSpec> UncertaintyWeighting::param_specs() const {
+  ParamSpec s;
+  s.name = "log_vars";
+  s.shape = Shape{m_n};
+  s.init = Init::zeros;
+  s.no_decay = true;
+  s.keep_f32 = true;
+  return {s};
+}
+
+Tensor UncertaintyWeighting::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
+                                     const ForwardArgs&) {
+  saved.tensors = in;
+  return ops::uncertainty_weighted_sum(ctx, in, param(0).compute);
+}
+
+std::vector<Tensor> UncertaintyWeighting::backward(Context& ctx, const Tensor& dy, Saved& saved,
+                                                   const BackwardArgs& args) {
+  Tensor dlog_vars = args.param_grads && param(0).trainable ? param(0).compute_grad : Tensor();
+  std::vector<Tensor> d = ops::uncertainty_weighted_sum_backward(
+      ctx, dy, saved.tensors, param(0).compute, dlog_vars, args.accumulate);
+  for (size_t i = 0; i < d.size(); ++i)
+    if (!args.needs_input_grad.at(i)) d[i] = Tensor();
+  return d;
 }
 
 }  // namespace cohort::core::nn

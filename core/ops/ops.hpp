@@ -180,6 +180,23 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta = 1.0);
 
+// ---- multi-task loss balancing --------------------------------------------------
+// Learned homoscedastic-uncertainty weighting (Kendall, Gal and Cipolla, CVPR 2018):
+//   total = sum_i 0.5 * exp(-s_i) * L_i + 0.5 * s_i,  s = log_vars (one per task,
+//   the log of each task's variance), L_i the task losses (1-element tensors).
+// A task whose loss stays large learns a large s_i (a small weight); the + s_i
+// term keeps s_i from growing without bound. At most kMaxBalancedLosses tasks.
+inline constexpr int kMaxBalancedLosses = 8;
+Tensor uncertainty_weighted_sum(Context& ctx, const std::vector<Tensor>& losses,
+                                const Tensor& log_vars);
+// dL_i = dtotal * 0.5 * exp(-s_i) (returned, one per loss);
+// ds_i = dtotal * (0.5 - 0.5 * exp(-s_i) * L_i), written into dlog_vars
+// (accumulate: added) unless dlog_vars is undefined (frozen weights).
+std::vector<Tensor> uncertainty_weighted_sum_backward(Context& ctx, const Tensor& dtotal,
+                                                      const std::vector<Tensor>& losses,
+                                                      const Tensor& log_vars, Tensor& dlog_vars,
+                                                      bool accumulate);
+
 // ---- reductions -------------------------------------------------------------------
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);

@@ -37,6 +37,33 @@ Tensor ce_forward_gpu(const Tensor& logits, const Tensor& labels, const Tensor& 
   return core::ops::softmax_cross_entropy(gpu(), logits, labels, weights, ignore);
 }
 
+// Multi-task loss balancing: the CUDA kernels against the CPU (f32), forward,
+// loss gradients, and log_vars' gradient overwritten and accumulated.
+TEST(GpuUncertaintyWeighting, MatchesCpu) {
+  const std::vector<double> loss_values = {2.5, 0.25, 1.0};
+  const Tensor s = Tensor::from_vector({0.3, -1.2, 0.0}, Shape{3}, DType::f32);
+  std::vector<Tensor> cpu_losses, gpu_losses;
+  for (double v : loss_values) {
+    cpu_losses.push_back(Tensor::from_vector({v}, Shape{1}, DType::f32));
+    gpu_losses.push_back(to_gpu(cpu_losses.back()));
+  }
+  const Tensor sg = to_gpu(s);
+  expect_near("total", core::ops::uncertainty_weighted_sum(gpu(), gpu_losses, sg),
+              core::ops::uncertainty_weighted_sum(cpu(), cpu_losses, s), kTightF32);
+  for (bool accumulate : {false, true}) {
+    const Tensor d0 = Tensor::from_vector({1.0, 2.0, 3.0}, Shape{3}, DType::f32);
+    Tensor dc = d0.clone(), dg = to_gpu(d0);
+    const Tensor g = Tensor::from_vector({0.7}, Shape{1}, DType::f32);
+    const std::vector<Tensor> lc =
+        core::ops::uncertainty_weighted_sum_backward(cpu(), g, cpu_losses, s, dc, accumulate);
+    const std::vector<Tensor> lg = core::ops::uncertainty_weighted_sum_backward(
+        gpu(), to_gpu(g), gpu_losses, sg, dg, accumulate);
+    expect_near("dlog_vars", dg, dc, kTightF32);
+    for (size_t i = 0; i < lc.size(); ++i)
+      expect_near("dloss", lg[i], lc[i], kTightF32);
+  }
+}
+
 TEST(GpuCrossEntropy, MatchesCpuWithIgnoreAndWeights) {
   const Shape ls{2, 5, 4, 19};
   const Shape label_shape{2, 5, 4};

@@ -66,6 +66,12 @@ Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, co
 Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta);
+Tensor uncertainty_weighted_sum(Context& ctx, const std::vector<Tensor>& losses,
+                                const Tensor& log_vars);
+std::vector<Tensor> uncertainty_weighted_sum_backward(Context& ctx, const Tensor& dtotal,
+                                                      const std::vector<Tensor>& losses,
+                                                      const Tensor& log_vars, Tensor& dlog_vars,
+                                                      bool accumulate);
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);
 Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
