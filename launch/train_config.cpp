@@ -77,6 +77,7 @@ const std::vector<Field>& fields() {
       number("model", "depth", &TrainConfig::depth),
       number("model", "output_stride", &TrainConfig::output_stride),
       number("model", "freeze_backbone_steps", &TrainConfig::freeze_backbone_steps),
+      flag("model", "depth_head", &TrainConfig::depth_head),
       text("model", "pretrained", &TrainConfig::pretrained),
       text("data", "train", &TrainConfig::train_shards),
       text("data", "eval", &TrainConfig::eval_shards),
@@ -159,6 +160,9 @@ void validate(const TrainConfig& c) {
                fmt::format("config: deeplabv3plus needs a bottleneck ResNet (depth 50 or 101), "
                            "got depth {}",
                            c.depth));
+  COHORT_CHECK(
+      !c.depth_head || c.model == "deeplabv3plus",
+      fmt::format("config: model.depth_head needs model.kind deeplabv3plus, got {}", c.model));
   COHORT_CHECK(c.freeze_backbone_steps >= 0,
                fmt::format("config: model.freeze_backbone_steps must be >= 0, got {}",
                            c.freeze_backbone_steps));

@@ -15,7 +15,9 @@
 //               safetensors.py: the whole ResNet but its fc head, or DeepLab's
 //               backbone; empty = random initialisation), freeze_backbone_steps
 //               (fine-tuning: the backbone -- all of a resnet but fc, DeepLab's
-//               backbone.* -- stays frozen for the first N steps, then trains)
+//               backbone.* -- stays frozen for the first N steps, then trains),
+//               depth_head (deeplabv3plus on multitask shards: segmentation + depth,
+//               the two losses balanced by learned uncertainty)
 //   data:       train, eval (shard-set directories), batch (global), threads,
 //               prefetch, augment (none|standard; classification), image_size
 //               (classification crop with standard augmentation), crop_height,
@@ -46,6 +48,7 @@ struct TrainConfig {
   int output_stride = 16;
   std::string pretrained;
   int64_t freeze_backbone_steps = 0;
+  bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced by uncertainty
   // data
   std::string train_shards, eval_shards;  // eval: optional
   int64_t batch = 64;                     // global, split evenly over the ranks

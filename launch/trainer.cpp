@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "comm/step_timer.hpp"
@@ -121,7 +122,8 @@ DType dtype_of(const std::string& name) {
 // What the trainer needs of a model: its inputs are "image" and "label".
 struct ModelNodes {
   core::nn::NodeId logits = -1, loss = -1;
-  bool dense = false;  // per-pixel labels (segmentation) or one class per image
+  bool dense = false;           // per-pixel labels (segmentation) or one class per image
+  core::nn::NodeId depth = -1;  // multi-task: the depth prediction
 };
 
 ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_channels) {
@@ -143,8 +145,9 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.output_stride = c.output_stride;
     o.backbone_depth = c.depth;
     o.in_channels = static_cast<int>(in_channels);
+    o.depth_head = c.depth_head;
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
-    return {n.logits, n.loss, true};
+    return {n.logits, n.loss, true, n.depth};
   }
   const models::SmallCnnNodes n = models::add_small_cnn(graph, c.num_classes);
   return {n.logits, n.loss, false};
@@ -153,6 +156,10 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
 // The set must fit the model: its kind, and its class table the model's classes.
 void check_set_fits(const TrainConfig& c, const data::ShardSet& set, bool dense) {
   const data::DatasetSpec& spec = set.spec();
+  COHORT_CHECK(!c.depth_head || data::has_depth(spec.kind),
+               fmt::format("train: model.depth_head needs multitask shards (labels and depth); {} "
+                           "holds {} data",
+                           set.dir(), data::to_string(spec.kind)));
   const bool ok = dense ? data::has_label_map(spec.kind) : data::has_class_id(spec.kind);
   COHORT_CHECK(ok, fmt::format("train: model {} needs {} shards; {} holds {} data", c.model,
                                dense ? "segmentation (or multitask)" : "classification", set.dir(),
@@ -234,6 +241,14 @@ SegmentationScores segmentation_scores(const std::vector<int64_t>& confusion, in
   s.miou = classes > 0 ? iou_sum / static_cast<double>(classes) : 0;
   s.pixel_accuracy = total > 0 ? static_cast<double>(hit) / static_cast<double>(total) : 0;
   return s;
+}
+
+// Multi-task inputs: depth and its validity as [N, H, W, 1], like the prediction.
+void add_depth_inputs(const data::Batch& b, std::map<std::string, Tensor>& inputs) {
+  Shape s = b.depth.shape();
+  s = Shape{s[0], s[1], s[2], 1};
+  inputs["depth"] = b.depth.view(s);
+  inputs["depth_valid"] = b.depth_valid.view(s);
 }
 
 // Fine-tuning: freezes or unfreezes the backbone (a resnet's everything but its
@@ -382,6 +397,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     const int64_t k = c.num_classes;
     std::vector<int64_t> confusion(nodes.dense ? static_cast<size_t>(k * k) : 0, 0);
     int64_t correct = 0;
+    // Multi-task depth: sums over valid pixels of |d - t| / t, (d - t)^2 and count.
+    std::vector<double> depth_sums(3, 0.0);
     Tensor filler;
     for (int64_t b = 0; b < rounds; ++b) {
       const data::Batch* eb = eval.next(ctx.stream());
@@ -396,8 +413,21 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
         image = filler;
       }
       if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-      graph.forward(ctx, {{"image", image}}, {.training = false}, {nodes.logits});
+      std::vector<core::nn::NodeId> wanted = {nodes.logits};
+      if (c.depth_head) wanted.push_back(nodes.depth);
+      graph.forward(ctx, {{"image", image}}, {.training = false}, wanted);
       if (eb == nullptr) continue;
+      if (c.depth_head) {
+        const std::vector<double> d = graph.output(nodes.depth).to_vector(ctx.stream());
+        const std::vector<double> t = eb->depth.to_vector(ctx.stream());
+        const std::vector<double> v = eb->depth_valid.to_vector(ctx.stream());
+        for (size_t i = 0; i < t.size(); ++i) {
+          if (v[i] == 0 || t[i] <= 0) continue;
+          depth_sums[0] += std::abs(d[i] - t[i]) / t[i];
+          depth_sums[1] += (d[i] - t[i]) * (d[i] - t[i]);
+          depth_sums[2] += 1;
+        }
+      }
       const std::vector<double> predicted =
           core::ops::argmax_channels(ctx, graph.output(nodes.logits)).to_vector(ctx.stream());
       const std::vector<double> truth =
@@ -424,6 +454,24 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       const SegmentationScores s = segmentation_scores(confusion, k);
       result.eval_accuracy = s.pixel_accuracy;
       result.eval_miou = s.miou;
+      if (c.depth_head) {
+        if (ranks.control != nullptr) {
+          Tensor t = Tensor::from_vector(depth_sums, Shape{3}, DType::f64);
+          ranks.control->all_reduce(t, comm::ReduceOp::sum)->wait();
+          depth_sums = t.to_vector();
+        }
+        const double n = std::max(depth_sums[2], 1.0);
+        result.eval_depth_abs_rel = depth_sums[0] / n;
+        result.eval_depth_rmse = std::sqrt(depth_sums[1] / n);
+        if (talk) {
+          fmt::print("eval depth: abs rel {:.4f}, RMSE {:.3f} m over {} valid pixels\n",
+                     result.eval_depth_abs_rel, result.eval_depth_rmse,
+                     static_cast<int64_t>(depth_sums[2]));
+          metrics.write(fmt::format(
+              R"({{"step": {}, "eval_depth_abs_rel": {}, "eval_depth_rmse": {}}})", result.steps,
+              json_number(result.eval_depth_abs_rel), json_number(result.eval_depth_rmse)));
+        }
+      }
       if (talk) {
         fmt::print("eval mIoU {:.2f}% (pixel accuracy {:.2f}%) on {} images\n", 100 * s.miou,
                    100 * s.pixel_accuracy, eval_size);
@@ -461,8 +509,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     timer.add_data_wait(std::chrono::duration<double>(Clock::now() - data_start).count());
     Tensor image = batch->image;
     if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-    graph.forward(ctx, {{"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}},
-                  {.training = true});
+    std::map<std::string, Tensor> inputs = {
+        {"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}};
+    if (c.depth_head) add_depth_inputs(*batch, inputs);
+    graph.forward(ctx, inputs, {.training = true});
     engine.prepare(ctx);
     graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
     engine.finish(ctx);

@@ -45,7 +45,11 @@ struct TrainResult {
   double final_loss = 0;       // this rank's last training loss
   double eval_accuracy = -1;   // classification accuracy, or segmentation pixel accuracy,
                                // over the whole eval set (all ranks); -1: no eval set
-  double eval_miou = -1;       // segmentation: mean IoU over the eval set; -1: none
+  // Segmentation: mean IoU over the eval set; -1: none.
+  double eval_miou = -1;
+  // Multi-task depth over valid pixels: mean |d - t| / t, and RMSE in metres; -1: none.
+  double eval_depth_abs_rel = -1;
+  double eval_depth_rmse = -1;
   double seconds = 0;
   std::string checkpoint;  // path of the last checkpoint written (or loaded)
 };

@@ -124,11 +124,28 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
   NodeId x = graph.add("decoder.concat", std::make_unique<core::nn::ConcatChannels>(2), {up, skip});
   x = b.conv_bn_relu("decoder.fuse", 0, x, aspp_ch + o.low_level_channels, o.decoder_channels, 3);
   x = b.conv_bn_relu("decoder.fuse", 3, x, o.decoder_channels, o.decoder_channels, 3);
+  const NodeId decoded = x;
   x = b.conv("classifier", x, o.decoder_channels, o.num_classes, 1, 1, /*bias=*/true);
 
   out.logits = b.resize_like("upsample", x, out.image);
-  out.loss = graph.add("loss", std::make_unique<core::nn::CrossEntropyLoss>(o.ignore_index),
-                       {out.logits, out.label});
+  const NodeId seg_loss = graph.add(o.depth_head ? "seg_loss" : "loss",
+                                    std::make_unique<core::nn::CrossEntropyLoss>(o.ignore_index),
+                                    {out.logits, out.label});
+  out.seg_loss = seg_loss;
+  out.loss = seg_loss;
+  if (!o.depth_head) return out;
+
+  // ---- multi-task: depth from the same decoder features -------------------------
+  out.depth_target = graph.input("depth");
+  out.depth_valid = graph.input("depth_valid");
+  const NodeId depth = b.conv("depth_head", decoded, o.decoder_channels, 1, 1, 1, /*bias=*/true);
+  out.depth = b.resize_like("depth_upsample", depth, out.image);
+  out.depth_loss = graph.add("depth_loss",
+                             std::make_unique<core::nn::RegressionLossLayer>(
+                                 core::ops::RegressionLoss::l1, /*masked=*/true),
+                             {out.depth, out.depth_target, out.depth_valid});
+  out.loss = graph.add("loss", std::make_unique<core::nn::UncertaintyWeighting>(2),
+                       {seg_loss, out.depth_loss});
   return out;
 }
 

@@ -50,16 +50,28 @@ struct DeepLabV3PlusOptions {
   int ignore_index = 255;
   int backbone_depth = 50;  // 50 or 101 (bottleneck ResNets: layer1 256, layer4 2048 channels)
   int in_channels = 3;
+  // Multi-task (segmentation + depth): a depth head (1x1 conv with bias on the
+  // decoder's features, "depth_head.*", upsampled to the input) with a masked L1
+  // loss against the inputs "depth" [N, H, W, 1] (metres) and "depth_valid"
+  // [N, H, W, 1] (u8), and the two losses balanced by learned uncertainty
+  // (UncertaintyWeighting, parameter "loss.log_vars").
+  bool depth_head = false;
 };
 
 struct DeepLabV3PlusNodes {
-  core::nn::NodeId image = -1;   // graph input "image" [N, H, W, in_channels] f32
-  core::nn::NodeId label = -1;   // graph input "label" [N, H, W] u8/i32/i64
-  core::nn::NodeId layer1 = -1;  // backbone features, stride 4, 256 channels
-  core::nn::NodeId layer4 = -1;  // backbone features, stride output_stride, 2048 channels
-  core::nn::NodeId aspp = -1;    // ASPP output (after dropout), aspp_channels
-  core::nn::NodeId logits = -1;  // [N, H, W, num_classes]
-  core::nn::NodeId loss = -1;    // mean cross entropy over non-ignored pixels
+  core::nn::NodeId image = -1;     // graph input "image" [N, H, W, in_channels] f32
+  core::nn::NodeId label = -1;     // graph input "label" [N, H, W] u8/i32/i64
+  core::nn::NodeId layer1 = -1;    // backbone features, stride 4, 256 channels
+  core::nn::NodeId layer4 = -1;    // backbone features, stride output_stride, 2048 channels
+  core::nn::NodeId aspp = -1;      // ASPP output (after dropout), aspp_channels
+  core::nn::NodeId logits = -1;    // [N, H, W, num_classes]
+  core::nn::NodeId loss = -1;      // what backward starts from: seg_loss, or the balanced sum
+  core::nn::NodeId seg_loss = -1;  // mean cross entropy over non-ignored pixels
+  // depth_head only:
+  core::nn::NodeId depth = -1;         // [N, H, W, 1] metres
+  core::nn::NodeId depth_target = -1;  // graph input "depth"
+  core::nn::NodeId depth_valid = -1;   // graph input "depth_valid"
+  core::nn::NodeId depth_loss = -1;    // mean |depth - target| over valid pixels
 };
 
 // Adds the graph inputs "image" and "label", the network and its loss to `graph`.

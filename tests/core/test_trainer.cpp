@@ -277,6 +277,64 @@ TEST_F(TrainerTest, FineTuningFreezesTheBackboneThenTrainsItAndResumesAcrossTheS
                              (std::filesystem::path(probe.out_dir) / "checkpoint.h5").string());
 }
 
+// The multi-task workload: DeepLabV3+ with a depth head on street scenes that
+// carry labels and depth, the two losses balanced by learned uncertainty. The
+// balancing weights train, evaluation reports depth errors as well as mIoU, and
+// a resumed run is bitwise equal to an uninterrupted one.
+TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
+  cohort::testing::TempDir dir("cohort-mt");
+  for (const char* split : {"train", "val"})
+    ASSERT_EQ(data::run_convert({"synthetic-scenes", "--kind", "multitask", "--split", split,
+                                 "--count", split == std::string("train") ? "6" : "2", "--width",
+                                 "96", "--height", "48", "--out", dir.file(split), "--quiet"}),
+              0);
+  auto config = [&](const std::string& run) {
+    TrainConfig c;
+    c.model = "deeplabv3plus";
+    c.depth_head = true;
+    c.num_classes = 19;
+    c.train_shards = dir.file("train");
+    c.eval_shards = dir.file("val");
+    c.out_dir = dir.file(run);
+    c.batch = 2;
+    c.crop_height = 48;
+    c.crop_width = 48;
+    c.threads = 2;
+    c.max_steps = 3;
+    c.warmup_steps = 0;
+    c.lr = 0.01;
+    return c;
+  };
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  EXPECT_EQ(straight.steps, 3);
+  EXPECT_GE(straight.eval_miou, 0.0);
+  EXPECT_GE(straight.eval_depth_abs_rel, 0.0);
+  EXPECT_GE(straight.eval_depth_rmse, 0.0);
+  const auto state = core::io::read_checkpoint(straight.checkpoint).tensors;
+  ASSERT_TRUE(state.count("model/loss.log_vars"));
+  const std::vector<double> log_vars = state.at("model/loss.log_vars").to_vector();
+  ASSERT_EQ(log_vars.size(), 2u);
+  EXPECT_NE(log_vars[0], 0.0) << "the balancing weights train";
+  EXPECT_NE(log_vars[1], 0.0);
+  EXPECT_TRUE(state.count("model/depth_head.weight"));
+
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 2;
+  EXPECT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  const TrainResult resumed = run_training(sliced, core::Device::cpu());
+  EXPECT_EQ(resumed.steps, 3);
+  expect_same_training_state(straight.checkpoint, resumed.checkpoint);
+
+  TrainConfig seg_only = config("seg-only-shards");
+  seg_only.train_shards = dir.file("missing-depth");
+  ASSERT_EQ(
+      data::run_convert({"synthetic-scenes", "--kind", "segmentation", "--count", "2", "--width",
+                         "96", "--height", "48", "--out", seg_only.train_shards, "--quiet"}),
+      0);
+  EXPECT_NE(error_of([&] { run_training(seg_only, core::Device::cpu()); }).find("multitask"),
+            std::string::npos);
+}
+
 TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {
   TrainConfig c = config("bad");
   c.zero_stage = 2;
