@@ -5,7 +5,7 @@
 # per-layer profile) next to PyTorch eager, and the data-loader benchmark next to
 # PyTorch's DataLoader. Logs go to $OUT (or ./gpu-out).
 #   tools/gpu-check.sh [fashion-mnist-dir]
-# SKIP_DEMO=1, SKIP_BENCH=1, SKIP_DATA=1 leave parts out.
+# SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN=1, SKIP_DATA=1 leave parts out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -43,6 +43,20 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   timeout 120 python3 tools/bench_torch_stack.py --batch 256 --dtype bf16 --iters 20 \
     > "$out/bench-torch.log" 2>&1
   log "torch: $(tail -2 "$out/bench-torch.log" | tr '\n' ' ')"
+fi
+if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
+  # The multi-task workload end to end in bf16: loader copy stream, cuDNN batch
+  # norm in a real network, the balancing kernels, checkpoints, evaluation.
+  build/gpu/launch/cohort convert synthetic-scenes --kind multitask --count 32 --width 1024 \
+    --height 512 --out /tmp/cohort-mt-train --quiet --overwrite > "$out/train.log" 2>&1
+  build/gpu/launch/cohort convert synthetic-scenes --kind multitask --split val --count 8 \
+    --width 1024 --height 512 --out /tmp/cohort-mt-val --quiet --overwrite >> "$out/train.log" 2>&1
+  timeout 300 build/gpu/launch/cohort train --set data.train=/tmp/cohort-mt-train \
+    --set data.eval=/tmp/cohort-mt-val --set model.kind=deeplabv3plus --set model.depth_head=true \
+    --set run.dtype=bf16 --set data.batch=8 --set data.crop_height=256 --set data.crop_width=512 \
+    --set schedule.max_steps=40 --set schedule.warmup_steps=0 --set optimizer.lr=0.01 \
+    --set log.every_steps=10 --set run.out_dir=/tmp/cohort-mt-run >> "$out/train.log" 2>&1
+  log "train (DeepLabV3+ multi-task, bf16): $(grep -E 'step +40|eval' "$out/train.log" | tr '\n' ' ')"
 fi
 if [[ "${SKIP_DATA:-0}" != 1 ]]; then
   timeout 240 build/gpu/launch/cohort bench data --dir /tmp/cohort-bench-data --max-threads 16 \
