@@ -189,30 +189,41 @@ TEST_F(TrainerTest, ASignalStopsAtAStepBoundaryWithACheckpointAndTheNextRunConti
   EXPECT_EQ(next.steps, stopped.steps + 2);
 }
 
+// Synthetic street scenes (96x48; 6 train, 2 val) of `kind` in `dir`, and a small
+// DeepLabV3+ run on them (batch 2: the image-pooling BatchNorm needs two samples).
+void convert_scenes(const cohort::testing::TempDir& dir, const std::string& kind) {
+  for (const char* split : {"train", "val"})
+    ASSERT_EQ(data::run_convert({"synthetic-scenes", "--kind", kind, "--split", split, "--count",
+                                 split == std::string("train") ? "6" : "2", "--width", "96",
+                                 "--height", "48", "--out", dir.file(split), "--quiet"}),
+              0);
+}
+
+TrainConfig deeplab_config(const cohort::testing::TempDir& dir, const std::string& run) {
+  TrainConfig c;
+  c.model = "deeplabv3plus";
+  c.num_classes = 19;
+  c.train_shards = dir.file("train");
+  c.eval_shards = dir.file("val");
+  c.out_dir = dir.file(run);
+  c.batch = 2;
+  c.crop_height = 48;
+  c.crop_width = 48;
+  c.threads = 2;
+  c.max_steps = 3;
+  c.warmup_steps = 0;
+  c.lr = 0.01;
+  return c;
+}
+
 // The segmentation workload's model on synthetic street scenes (random scale,
 // crop and flip): it trains, evaluates mid-run and at the end (mIoU), and resumes
 // bitwise.
 TEST(TrainerSegmentation, DeepLabResumesBitwiseAndReportsMiou) {
   cohort::testing::TempDir dir("cohort-seg");
-  for (const char* split : {"train", "val"})
-    ASSERT_EQ(data::run_convert({"synthetic-scenes", "--kind", "segmentation", "--split", split,
-                                 "--count", split == std::string("train") ? "6" : "2", "--width",
-                                 "96", "--height", "48", "--out", dir.file(split), "--quiet"}),
-              0);
+  convert_scenes(dir, "segmentation");
   auto config = [&](const std::string& run) {
-    TrainConfig c;
-    c.model = "deeplabv3plus";
-    c.num_classes = 19;
-    c.train_shards = dir.file("train");
-    c.eval_shards = dir.file("val");
-    c.out_dir = dir.file(run);
-    c.batch = 2;  // the image-pooling BatchNorm needs two samples
-    c.crop_height = 48;
-    c.crop_width = 48;
-    c.threads = 2;
-    c.max_steps = 3;
-    c.warmup_steps = 0;
-    c.lr = 0.01;
+    TrainConfig c = deeplab_config(dir, run);
     c.eval_every = 2;  // also mid-run: evaluation must not disturb training
     return c;
   };
@@ -283,26 +294,10 @@ TEST_F(TrainerTest, FineTuningFreezesTheBackboneThenTrainsItAndResumesAcrossTheS
 // a resumed run is bitwise equal to an uninterrupted one.
 TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
   cohort::testing::TempDir dir("cohort-mt");
-  for (const char* split : {"train", "val"})
-    ASSERT_EQ(data::run_convert({"synthetic-scenes", "--kind", "multitask", "--split", split,
-                                 "--count", split == std::string("train") ? "6" : "2", "--width",
-                                 "96", "--height", "48", "--out", dir.file(split), "--quiet"}),
-              0);
+  convert_scenes(dir, "multitask");
   auto config = [&](const std::string& run) {
-    TrainConfig c;
-    c.model = "deeplabv3plus";
+    TrainConfig c = deeplab_config(dir, run);
     c.depth_head = true;
-    c.num_classes = 19;
-    c.train_shards = dir.file("train");
-    c.eval_shards = dir.file("val");
-    c.out_dir = dir.file(run);
-    c.batch = 2;
-    c.crop_height = 48;
-    c.crop_width = 48;
-    c.threads = 2;
-    c.max_steps = 3;
-    c.warmup_steps = 0;
-    c.lr = 0.01;
     return c;
   };
   const TrainResult straight = run_training(config("straight"), core::Device::cpu());
