@@ -124,6 +124,7 @@ struct ModelNodes {
   core::nn::NodeId logits = -1, loss = -1;
   bool dense = false;           // per-pixel labels (segmentation) or one class per image
   core::nn::NodeId depth = -1;  // multi-task: the depth prediction
+  core::nn::NodeId seg_loss = -1, depth_loss = -1;  // multi-task: the balanced task losses
 };
 
 ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_channels) {
@@ -147,7 +148,7 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.in_channels = static_cast<int>(in_channels);
     o.depth_head = c.depth_head;
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
-    return {n.logits, n.loss, true, n.depth};
+    return {n.logits, n.loss, true, n.depth, n.seg_loss, n.depth_loss};
   }
   const models::SmallCnnNodes n = models::add_small_cnn(graph, c.num_classes);
   return {n.logits, n.loss, false};
@@ -512,7 +513,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     std::map<std::string, Tensor> inputs = {
         {"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}};
     if (c.depth_head) add_depth_inputs(*batch, inputs);
-    graph.forward(ctx, inputs, {.training = true});
+    // Multi-task: the task losses are kept too, for the log lines.
+    std::vector<core::nn::NodeId> wanted = {nodes.loss};
+    if (c.depth_head) wanted.insert(wanted.end(), {nodes.seg_loss, nodes.depth_loss});
+    graph.forward(ctx, inputs, {.training = true}, wanted);
     engine.prepare(ctx);
     graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
     engine.finish(ctx);
@@ -533,13 +537,23 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       result.final_loss = graph.output(nodes.loss).item(ctx.stream());  // synchronises
       const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
+      // Multi-task: each task's own loss beside the balanced total.
+      std::string tasks_text, tasks_json;
+      if (c.depth_head) {
+        const double seg = graph.output(nodes.seg_loss).item(ctx.stream());
+        const double depth = graph.output(nodes.depth_loss).item(ctx.stream());
+        tasks_text = fmt::format(" (seg {:.4f}, depth {:.4f})", seg, depth);
+        tasks_json = fmt::format(R"(, "seg_loss": {}, "depth_loss": {})", json_number(seg),
+                                 json_number(depth));
+      }
       if (talk) {
-        fmt::print("step {:>6}/{} epoch {} loss {:.4f} lr {:.5f} {:.1f} samples/s\n", result.steps,
-                   sc.total_steps, batch->epoch + 1, result.final_loss, lr, rate);
-        metrics.write(
-            fmt::format(R"({{"step": {}, "epoch": {}, "loss": {}, "lr": {}, "samples_per_s": {}}})",
-                        result.steps, batch->epoch, json_number(result.final_loss), json_number(lr),
-                        json_number(rate)));
+        fmt::print("step {:>6}/{} epoch {} loss {:.4f}{} lr {:.5f} {:.1f} samples/s\n",
+                   result.steps, sc.total_steps, batch->epoch + 1, result.final_loss, tasks_text,
+                   lr, rate);
+        metrics.write(fmt::format(
+            R"({{"step": {}, "epoch": {}, "loss": {}{}, "lr": {}, "samples_per_s": {}}})",
+            result.steps, batch->epoch, json_number(result.final_loss), tasks_json, json_number(lr),
+            json_number(rate)));
       }
       window_start = Clock::now();
       window_steps = 0;

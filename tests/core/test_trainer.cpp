@@ -302,6 +302,11 @@ TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
   };
   const TrainResult straight = run_training(config("straight"), core::Device::cpu());
   EXPECT_EQ(straight.steps, 3);
+  std::ifstream metrics(dir.file("straight") + "/metrics.jsonl");
+  std::string first;
+  std::getline(metrics, first);
+  EXPECT_NE(first.find("\"seg_loss\""), std::string::npos) << first;
+  EXPECT_NE(first.find("\"depth_loss\""), std::string::npos) << first;
   EXPECT_GE(straight.eval_miou, 0.0);
   EXPECT_GE(straight.eval_depth_abs_rel, 0.0);
   EXPECT_GE(straight.eval_depth_rmse, 0.0);
