@@ -95,15 +95,8 @@ int world_of(const TrainRanks& r) {
   return r.control != nullptr ? r.control->size() : 1;
 }
 
-// Sum of an integer over the ranks, on the host (the control communicator).
-int64_t sum_over_ranks(const TrainRanks& r, int64_t value) {
-  if (r.control == nullptr) return value;
-  Tensor t = Tensor::from_vector({static_cast<double>(value)}, Shape{1}, DType::i64);
-  r.control->all_reduce(t, comm::ReduceOp::sum)->wait();
-  return static_cast<int64_t>(t.item());
-}
-
-// Element-wise sum of a vector over the ranks, in one collective.
+// Element-wise sum over the ranks, in one host collective on the control
+// communicator (never a device sync); alone, the values themselves.
 std::vector<int64_t> sum_over_ranks(const TrainRanks& r, const std::vector<int64_t>& values) {
   if (r.control == nullptr || values.empty()) return values;
   std::vector<double> as_double(values.begin(), values.end());
@@ -111,6 +104,10 @@ std::vector<int64_t> sum_over_ranks(const TrainRanks& r, const std::vector<int64
   r.control->all_reduce(t, comm::ReduceOp::sum)->wait();
   const std::vector<double> summed = t.to_vector();
   return std::vector<int64_t>(summed.begin(), summed.end());
+}
+
+int64_t sum_over_ranks(const TrainRanks& r, int64_t value) {
+  return sum_over_ranks(r, std::vector<int64_t>{value})[0];
 }
 
 DType dtype_of(const std::string& name) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include "core/cuda/check.hpp"
 
 namespace cohort::core::cuda {
@@ -19,6 +21,23 @@ cudnnDataType_t cudnn_data_type(DType dtype, const char* op) {
   }
   COHORT_FAIL(fmt::format("{}: dtype {} is not supported on CUDA (use f32, bf16 or f16)", op,
                           dtype_name(dtype)));
+}
+
+bool cudnn_declined(cudnnStatus_t status) {
+  if (status == CUDNN_STATUS_BAD_PARAM_NULL_POINTER ||
+      status == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER)
+    return false;
+  const int code = static_cast<int>(status);
+  return code >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) &&
+         code < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
+}
+
+bool cudnn_verbose() {
+  static const bool verbose = [] {
+    const char* v = std::getenv("COHORT_CUDNN_VERBOSE");
+    return v != nullptr && v[0] == '1';
+  }();
+  return verbose;
 }
 
 TensorDescriptor::TensorDescriptor() {

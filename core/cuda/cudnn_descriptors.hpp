@@ -11,6 +11,14 @@ namespace cohort::core::cuda {
 // cuDNN's data type for a tensor dtype; throws for dtypes cuDNN cannot take here.
 cudnnDataType_t cudnn_data_type(DType dtype, const char* op);
 
+// Whether cuDNN refused a configuration (cuDNN 9's 2xxx bad-parameter and 3xxx
+// not-supported categories, reported before anything runs), so that the caller
+// may route it to the own kernels. A null or misaligned pointer is our bug and
+// never counts as declined.
+bool cudnn_declined(cudnnStatus_t status);
+// COHORT_CUDNN_VERBOSE=1 (read once): print cuDNN's choices and refusals.
+bool cudnn_verbose();
+
 class TensorDescriptor {
  public:
   TensorDescriptor();

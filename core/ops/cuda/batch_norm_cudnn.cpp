@@ -44,25 +44,11 @@ constexpr int64_t kRoutineBatchNormTrain = 1;
 
 enum Decision : int { untried = 0, fused_ok = 1, plain_ok = 2, declined = 3 };
 
-// cuDNN 9's status codes come in categories: 2xxx bad parameter, 3xxx not
-// supported. A null or misaligned pointer is our bug, never a configuration to
-// route elsewhere.
-bool is_declined(cudnnStatus_t status) {
-  const int code = static_cast<int>(status);
-  if (status == CUDNN_STATUS_BAD_PARAM_NULL_POINTER ||
-      status == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER)
-    return false;
-  return code >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) &&
-         code < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
-}
+using core::cuda::cudnn_declined;
 
 // COHORT_CUDNN_VERBOSE=1: say once per problem what cuDNN declined and why.
 void report_declined(const char* what, const Tensor& x, cudnnStatus_t status) {
-  static const bool verbose = [] {
-    const char* v = std::getenv("COHORT_CUDNN_VERBOSE");
-    return v != nullptr && v[0] == '1';
-  }();
-  if (verbose)
+  if (core::cuda::cudnn_verbose())
     std::fprintf(stderr, "cudnn batch norm: %s declined for x %s (%s): %s\n", what, x.str().c_str(),
                  cudnnGetErrorString(status), "using the next path");
 }
@@ -238,7 +224,7 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
       decision = fused_ok;
       out.path = BatchNormPath::cudnn_fused;
       out.beta = beta;
-    } else if (is_declined(st)) {
+    } else if (cudnn_declined(st)) {
       report_declined("fused batch norm + relu", x, st);
     } else {
       check_status(st, "cudnnBatchNormalizationForwardTrainingEx (fused)");
@@ -246,7 +232,7 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
   }
   if (out.path == BatchNormPath::kernels) {
     const cudnnStatus_t st = call.run(CUDNN_BATCHNORM_OPS_BN);
-    if (is_declined(st)) {
+    if (cudnn_declined(st)) {
       report_declined("batch norm", x, st);
       decision = declined;
       return Tensor();
@@ -318,7 +304,7 @@ bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& 
   cudnnStatus_t st = cudnnGetBatchNormalizationBackwardExWorkspaceSize(
       handle, kMode, ops, d.x.get(), d.x.get(), d.x.get(), add ? d.x.get() : nullptr, d.x.get(),
       d.channel.get(), relu, &ws_bytes);
-  if (is_declined(st)) {
+  if (cudnn_declined(st)) {
     report_declined("batch norm backward", x, st);
     return false;
   }
@@ -335,7 +321,7 @@ bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& 
       reserve.defined() ? reserve.raw() : nullptr, reserve.defined() ? reserve.nbytes() : 0);
   // Declined here (before anything ran): the own kernels take the same saved
   // statistics and y, so the caller falls back to them.
-  if (is_declined(st)) {
+  if (cudnn_declined(st)) {
     report_declined("batch norm backward", x, st);
     return false;
   }

@@ -165,11 +165,7 @@ template <typename Perf>
 ConvAlgoChoice pick(const std::vector<Perf>& perf, int returned, const char* op,
                     const ConvProblem& p) {
   // COHORT_CUDNN_VERBOSE=1 prints what cudnnFind measured for every new problem.
-  static const bool verbose = [] {
-    const char* v = std::getenv("COHORT_CUDNN_VERBOSE");
-    return v != nullptr && v[0] == '1';
-  }();
-  if (verbose) {
+  if (core::cuda::cudnn_verbose()) {
     std::string line = fmt::format("cudnn find {} {}:", op, p.str());
     for (int i = 0; i < std::min(returned, 4); ++i)
       line += fmt::format(" [algo {} status {} {:.3f} ms {} B math {}]",

@@ -34,12 +34,6 @@ std::atomic<bool>& pooling_flag() {
   return enabled;
 }
 
-bool is_declined(cudnnStatus_t status) {
-  const int code = static_cast<int>(status);
-  return code >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) &&
-         code < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
-}
-
 bool fits_int(const Shape& s) {
   if (s.numel() > INT_MAX) return false;
   for (int i = 0; i < s.rank(); ++i)
@@ -98,7 +92,7 @@ bool settle(int& decision, cudnnStatus_t status, const char* call) {
     decision = accepted;
     return true;
   }
-  if (is_declined(status)) {
+  if (core::cuda::cudnn_declined(status)) {
     decision = declined;
     return false;
   }
