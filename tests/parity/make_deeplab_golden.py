@@ -15,9 +15,24 @@ Philox-4x32-10 keyed by the seed at counter (element index in NHWC order, offset
 as core/ops/philox.hpp defines it; the C++ test re-derives the stored mask with
 dropout_keep before comparing anything else.
 
+Multi-task case (groups "multitask" and "multitask_grad"): the same network and weights
+with a depth head (a 1x1 conv with bias on the decoder's features, upsampled to the
+input), a masked L1 depth loss and the two task losses balanced by learned uncertainty
+(Kendall, Gal and Cipolla, CVPR 2018), total = sum_i 0.5 exp(-s_i) L_i + 0.5 s_i, with
+s = log_vars = (LOG_VARS) so that both weights differ from 0.5 and from each other. One
+training step from the same initial state as the segmentation case (same image, labels,
+dropout mask). Depth targets sit at least DEPTH_MIN_GAP metres from PyTorch's prediction
+on every pixel, so float32 noise in cohort's prediction cannot flip the sign of any L1
+gradient; about a quarter of the pixels (and a band of columns) are invalid, half of them
+with depth 0 (as the loader writes) and half with a far, wrong depth, so only the mask
+can exclude them. depth_head.* and loss.log_vars go to a small safetensors file of
+their own, so the segmentation-only graph still imports the main file strictly.
+
 Usage: /usr/bin/python3 tests/parity/make_deeplab_golden.py OUT_DIR
-writes OUT_DIR/deeplabv3plus.safetensors and OUT_DIR/deeplabv3plus_golden.h5.
+writes OUT_DIR/deeplabv3plus.safetensors, OUT_DIR/deeplabv3plus_multitask_head.safetensors
+and OUT_DIR/deeplabv3plus_golden.h5.
 """
+import copy
 import importlib.util
 import os
 import sys
@@ -40,6 +55,9 @@ ASPP_RATES = (6, 12, 18)  # output stride 16
 DROPOUT_P = 0.1
 DROPOUT_SEED = 0x5EED00C0FFEE  # both 32-bit key words non-zero
 IGNORE = 255
+LOG_VARS = (0.5, -0.25)  # exact in float32; task weights 0.5 exp(-s): 0.303 and 0.642
+DEPTH_BIAS = 3.0  # depth head bias: predictions of a few metres, like real scenes
+DEPTH_MIN_GAP = 0.1  # metres between each target and PyTorch's prediction
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -141,17 +159,98 @@ class DeepLabV3Plus(nn.Module):
         self.classifier = nn.Conv2d(256, num_classes, 1)
 
     def forward(self, x):
+        return F.interpolate(self.classifier(self.decoded(x)), size=x.shape[-2:],
+                             mode="bilinear", align_corners=False)
+
+    def decoded(self, x):
+        """The decoder's features (stride 4), which both task heads read."""
         b = self.backbone
         y = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         low = b.layer1(y)
         high = b.layer4(b.layer3(b.layer2(low)))
-        d = self.decoder(self.aspp(high), low)
-        return F.interpolate(self.classifier(d), size=x.shape[-2:], mode="bilinear",
-                             align_corners=False)
+        return self.decoder(self.aspp(high), low)
+
+
+class UncertaintyWeighting(nn.Module):
+    """Homoscedastic-uncertainty task weighting: each task loss L_i scaled by
+    1 / (2 sigma_i^2) plus a log(sigma_i) penalty, with s_i = log(sigma_i^2) learned."""
+
+    def __init__(self, log_vars):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.tensor(log_vars, dtype=torch.float32))
+
+    def forward(self, losses):
+        total = 0
+        for i, task_loss in enumerate(losses):
+            precision = torch.exp(-self.log_vars[i])  # 1 / sigma_i^2
+            total = total + 0.5 * precision * task_loss + 0.5 * self.log_vars[i]
+        return total
+
+
+def with_depth_head(model):
+    """A copy of `model` (same weights and BatchNorm state) with the depth head and the
+    loss balancer added as submodules "depth_head" and "loss" (their state_dict names)."""
+    mt = copy.deepcopy(model)
+    mt.depth_head = nn.Conv2d(256, 1, 1)
+    with torch.no_grad():
+        mt.depth_head.bias.fill_(DEPTH_BIAS)
+    mt.loss = UncertaintyWeighting(LOG_VARS)
+    return mt
+
+
+def multitask_forward(mt, x):
+    d = mt.decoded(x)
+    size = x.shape[-2:]
+    logits = F.interpolate(mt.classifier(d), size=size, mode="bilinear", align_corners=False)
+    depth = F.interpolate(mt.depth_head(d), size=size, mode="bilinear", align_corners=False)
+    return logits, depth
+
+
+def masked_l1(pred, target, valid):
+    """Mean of |pred - target| over the pixels where valid is 1."""
+    return ((pred - target).abs() * valid).sum() / valid.sum()
 
 
 def nhwc(t):
     return t.detach().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def write_gradients(f, group, model):
+    for name, p in model.named_parameters():
+        g = p.grad.detach()
+        g = g.permute(0, 2, 3, 1).contiguous() if g.dim() == 4 else g
+        f[group + "/" + name] = g.numpy().astype(np.float32)
+
+
+def write_multitask_case(f, mt, x, label):
+    """One training step of the multi-task model (see the module docstring)."""
+    mt.train()
+    logits, depth = multitask_forward(mt, x)
+    n, _, h, w = depth.shape
+    gap = DEPTH_MIN_GAP + torch.rand(n, 1, h, w, dtype=torch.float64) * 1.4
+    # 70% of the targets below the prediction: the L1 gradients do not cancel out.
+    sign = torch.where(torch.rand(n, 1, h, w) < 0.7, -1.0, 1.0).double()
+    target = (depth.detach() + sign * gap).float().double()  # exact in float32
+    invalid = torch.rand(n, 1, h, w) < 0.25
+    invalid[0, :, :, :7] = True  # a band of invalid columns
+    zero = torch.rand(n, 1, h, w) < 0.5
+    target[invalid & zero] = 0.0
+    target[invalid & ~zero] = 250.0  # would dominate the loss if the mask were ignored
+    valid = (~invalid).double()
+    seg_loss = F.cross_entropy(logits, label, ignore_index=IGNORE)
+    depth_loss = masked_l1(depth, target, valid)
+    total = mt.loss([seg_loss, depth_loss])
+    total.backward()
+    g = "multitask/"
+    f[g + "depth"] = nhwc(target).astype(np.float32)
+    f[g + "depth_valid"] = nhwc(valid).astype(np.uint8)
+    f[g + "log_vars"] = np.array(LOG_VARS, dtype=np.float32)
+    f[g + "logits"] = nhwc(logits)
+    f[g + "depth_pred"] = nhwc(depth)
+    f[g + "seg_loss"] = seg_loss.detach().numpy().reshape(1)
+    f[g + "depth_loss"] = depth_loss.detach().numpy().reshape(1)
+    f[g + "loss"] = total.detach().numpy().reshape(1)
+    write_gradients(f, "multitask_grad", mt)
 
 
 def main():
@@ -177,7 +276,14 @@ def main():
     label = torch.randint(0, NUM_CLASSES, (2, 65, 65))
     label[torch.rand(2, 65, 65) < 0.2] = IGNORE
     label[1, :10, :] = IGNORE  # a fully ignored band
+    # The multi-task copy: after the draws above (so the segmentation case's inputs do
+    # not depend on it), before any step (so it starts from the same BatchNorm state).
+    mt = with_depth_head(model)
+    head = {k: v for k, v in mt.state_dict().items() if k.startswith(("depth_head.", "loss."))}
+    export.write_safetensors(os.path.join(out_dir, "deeplabv3plus_multitask_head.safetensors"),
+                             head, {"source": "tests/parity/make_deeplab_golden.py"})
     model.double()
+    mt.double()
     with h5py.File(os.path.join(out_dir, "deeplabv3plus_golden.h5"), "w") as f:
         f["inputs/x"] = nhwc(x).astype(np.float32)
         f["inputs/label"] = label.numpy().astype(np.uint8)
@@ -193,13 +299,11 @@ def main():
         f["dropout/keep"] = dropout.last_keep_nhwc.astype(np.uint8)
         f["dropout"].attrs["seed"] = np.uint64(DROPOUT_SEED)
         f["dropout"].attrs["p"] = DROPOUT_P
-        for name, p in model.named_parameters():
-            g = p.grad.detach()
-            g = g.permute(0, 2, 3, 1).contiguous() if g.dim() == 4 else g
-            f["grad/" + name] = g.numpy().astype(np.float32)
+        write_gradients(f, "grad", model)
         for name, b in model.named_buffers():
             if "running" in name:
                 f["buffer/" + name] = b.detach().numpy()
+        write_multitask_case(f, mt, x, label)
 
 
 if __name__ == "__main__":
