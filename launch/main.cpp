@@ -6,6 +6,9 @@
 //       a training run from a YAML config (launch/train_config.hpp), alone or as the
 //       ranks of mpirun/srun; checkpoints, resumes, stops cleanly on SIGTERM/SIGUSR1
 //       (exit 75 = stopped early with a checkpoint: run the same command again)
+//   cohort eval --checkpoint runs/x/checkpoint.h5 [--shards DIR] [--predictions DIR]
+//       evaluates a checkpoint (its stored config rebuilds the model), alone or as ranks;
+//       writes per-image prediction PNGs (Cityscapes label ids) for official evaluators
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
@@ -34,6 +37,7 @@
 #include "data/bench_data.hpp"
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
+#include "launch/eval_command.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
@@ -117,6 +121,25 @@ int run_train(int* argc, char*** argv, const std::string& config_path,
   });
 }
 
+int run_eval(int* argc, char*** argv, const cohort::launch::EvalCommandOptions& options,
+             const std::string& device_text) {
+  using namespace cohort;
+  if (!launched_as_ranks()) {
+    launch::run_checkpoint_eval(options, resolve_device(device_text));
+    return 0;
+  }
+  return comm::run_rank_main([&] {
+    comm::SessionOptions so;
+    so.device =
+        comm::parse_device_policy(device_text.rfind("cuda:", 0) == 0 ? "cuda" : device_text);
+    comm::MpiSession session(argc, argv, so);
+    // Evaluation needs no gradient communicator: only the host sums of the metrics.
+    auto control = comm::make_communicator(comm::Backend::mpi, MPI_COMM_WORLD, core::Device::cpu());
+    launch::run_checkpoint_eval(options, session.device(), {nullptr, control.get()});
+    return 0;
+  });
+}
+
 int main(int argc, char** argv) {
   // Line-buffered stdout: progress lines reach a job's output file (sbatch,
   // mpirun redirection) as they are printed, and survive a killed run.
@@ -143,6 +166,25 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "Train from a YAML config (see configs/)");
   train_cmd->add_option("--config", train_config, "YAML file (configs/*.yaml)");
   train_cmd->add_option("--set", train_overrides, "Override: section.key=value (repeatable)");
+
+  cohort::launch::EvalCommandOptions eval;
+  std::string eval_device = "auto";
+  auto* eval_cmd = app.add_subcommand(
+      "eval", "Evaluate a training checkpoint on a shard set; optionally write predictions");
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "checkpoint.h5 written by cohort train")
+      ->required();
+  eval_cmd->add_option("--shards", eval.shards, "Shard set (default: the config's data.eval)");
+  eval_cmd->add_option("--predictions", eval.predictions,
+                       "Directory for one prediction PNG per image (segmentation)");
+  eval_cmd
+      ->add_option("--format", eval.format,
+                   "Prediction values: auto (Cityscapes label ids for Cityscapes' classes, else "
+                   "train ids), cityscapes-ids or train-ids")
+      ->capture_default_str();
+  eval_cmd->add_option("--json", eval.json, "File for the scores as JSON (rank 0)");
+  eval_cmd->add_option("--device", eval_device, "auto, cpu or cuda:N")->capture_default_str();
+  eval_cmd->add_option("--set", eval.overrides,
+                       "Override: section.key=value, e.g. data.batch=4 (not model.*)");
 
   auto* convert_cmd =
       app.add_subcommand("convert", "Convert a dataset to HDF5 shards, or verify a shard set");
@@ -217,6 +259,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (train_cmd->parsed()) return run_train(&argc, &argv, train_config, train_overrides);
+    if (eval_cmd->parsed()) return run_eval(&argc, &argv, eval, eval_device);
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
     if (data_cmd->parsed()) {
       if (!data_storage.empty()) {

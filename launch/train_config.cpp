@@ -235,6 +235,21 @@ void apply_yaml(TrainConfig& c, const YAML::Node& root, const std::string& where
 
 }  // namespace
 
+namespace {
+
+void apply_overrides(TrainConfig& c, const std::vector<std::string>& overrides) {
+  for (const std::string& o : overrides) {
+    const std::string where = fmt::format("--set {}", o);
+    const size_t eq = o.find('='), dot = o.find('.');
+    COHORT_CHECK(
+        eq != std::string::npos && dot != std::string::npos && dot < eq,
+        fmt::format("{}: expected section.key=value (known keys: {})", where, known_keys("")));
+    set_field(c, o.substr(0, dot), o.substr(dot + 1, eq - dot - 1), o.substr(eq + 1), where);
+  }
+}
+
+}  // namespace
+
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
   TrainConfig c;
   if (!path.empty()) {
@@ -246,14 +261,22 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
     }
     apply_yaml(c, root, "config " + path);
   }
-  for (const std::string& o : overrides) {
-    const std::string where = fmt::format("--set {}", o);
-    const size_t eq = o.find('='), dot = o.find('.');
-    COHORT_CHECK(
-        eq != std::string::npos && dot != std::string::npos && dot < eq,
-        fmt::format("{}: expected section.key=value (known keys: {})", where, known_keys("")));
-    set_field(c, o.substr(0, dot), o.substr(dot + 1, eq - dot - 1), o.substr(eq + 1), where);
+  apply_overrides(c, overrides);
+  validate(c);
+  return c;
+}
+
+TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source,
+                               const std::vector<std::string>& overrides) {
+  TrainConfig c;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    COHORT_FAIL(fmt::format("config {}: {}", source, e.what()));
   }
+  apply_yaml(c, root, "config " + source);
+  apply_overrides(c, overrides);
   validate(c);
   return c;
 }

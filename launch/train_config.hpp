@@ -80,6 +80,9 @@ struct TrainConfig {
 
 // Reads `path` (empty: defaults only), then applies each "section.key=value".
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
+// The same from YAML text (e.g. the config a checkpoint holds); errors name `source`.
+TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source,
+                               const std::vector<std::string>& overrides = {});
 
 // The resolved configuration as YAML (stored in checkpoints, printed at start);
 // load_train_config of this text gives the same TrainConfig.

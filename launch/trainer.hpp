@@ -24,18 +24,10 @@
 #include <cstdint>
 #include <string>
 
-#include "comm/communicator.hpp"
+#include "launch/model_setup.hpp"
 #include "launch/train_config.hpp"
 
 namespace cohort::launch {
-
-// The ranks of a data-parallel run: `grads` carries gradients and parameters on
-// the training device (NCCL on GPUs), `control` small host-side agreements (MPI
-// on the CPU). Both null: a single process.
-struct TrainRanks {
-  comm::Communicator* grads = nullptr;
-  comm::Communicator* control = nullptr;
-};
 
 struct TrainResult {
   int64_t steps = 0;           // optimizer steps taken in total (resumed ones included)

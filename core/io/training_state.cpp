@@ -215,12 +215,15 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
   return s.progress;
 }
 
-void load_model_weights(const std::string& path, nn::Graph& graph, bool strict) {
-  const CheckpointData data = read_checkpoint(path);
+void load_model_weights(const CheckpointData& data, nn::Graph& graph, bool strict) {
   Context ctx(graph.device());
   load_tensors(data, kModelPrefix, graph.state(), strict, ctx.stream());
   graph.refresh_compute_weights(ctx);  // 16-bit compute copies follow the loaded masters
-  ctx.synchronize();                   // `data` (the host sources) dies with this function
+  ctx.synchronize();                   // the caller's host sources may die after the return
+}
+
+void load_model_weights(const std::string& path, nn::Graph& graph, bool strict) {
+  load_model_weights(read_checkpoint(path), graph, strict);
 }
 
 }  // namespace cohort::core::io

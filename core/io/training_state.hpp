@@ -18,6 +18,7 @@
 #include <string>
 
 #include "core/context.hpp"
+#include "core/io/checkpoint.hpp"
 #include "core/nn/graph.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
@@ -96,5 +97,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
 // Loads only the model ("model/..." entries) with the given strictness, e.g. a
 // backbone from a classification checkpoint (fine-tuning).
 void load_model_weights(const std::string& path, nn::Graph& graph, bool strict);
+// The same from a checkpoint already read (e.g. for its config as well).
+void load_model_weights(const CheckpointData& data, nn::Graph& graph, bool strict);
 
 }  // namespace cohort::core::io

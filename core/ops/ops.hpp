@@ -206,4 +206,20 @@ Tensor mean_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DT
 // Index of the largest element along the last dim: [..., C] -> [...] i32.
 Tensor argmax_channels(Context& ctx, const Tensor& x);
 
+// ---- evaluation metrics (accumulated on the op's device; read back once) -----
+// Adds one count to confusion[truth, predicted] (i64 [K, K] on the op's device, rows
+// truth, columns prediction) for every element whose truth != ignore_index.
+// predicted: i32 [...] (argmax_channels' output); truth: u8 or i32, same shape.
+// A truth or prediction outside [0, K) (and not ignore_index) is not counted in
+// the matrix but in out_of_range (i64 [1]), which the caller checks after reading
+// back, since a device cannot throw.
+void accumulate_confusion(Context& ctx, const Tensor& predicted, const Tensor& truth,
+                          int64_t ignore_index, Tensor& confusion, Tensor& out_of_range);
+// Depth errors over the elements where valid != 0 and target > 0: adds
+// sum |d - t| / t, sum (d - t)^2 and the count to sums (f64 [3] on the op's device).
+// predicted: float (f32/bf16/f16 on CUDA; f32/f64 on CPU) of the same element count as
+// target (f32) and valid (u8); shapes may differ only by trailing 1s ([N,H,W,1] vs [N,H,W]).
+void accumulate_depth_errors(Context& ctx, const Tensor& predicted, const Tensor& target,
+                             const Tensor& valid, Tensor& sums);
+
 }  // namespace cohort::core::ops

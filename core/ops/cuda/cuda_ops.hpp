@@ -78,4 +78,9 @@ Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DTy
 Tensor mean_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
 Tensor argmax_channels(Context& ctx, const Tensor& x);
 
+void accumulate_confusion(Context& ctx, const Tensor& predicted, const Tensor& truth,
+                          int64_t ignore_index, Tensor& confusion, Tensor& out_of_range);
+void accumulate_depth_errors(Context& ctx, const Tensor& predicted, const Tensor& target,
+                             const Tensor& valid, Tensor& sums);
+
 }  // namespace cohort::core::ops::cuda

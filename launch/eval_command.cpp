@@ -1,0 +1,114 @@
+#include "launch/eval_command.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "core/error.hpp"
+#include "core/io/checkpoint.hpp"
+#include "core/io/training_state.hpp"
+#include "data/cityscapes_labels.hpp"
+#include "data/shard_reader.hpp"
+
+namespace cohort::launch {
+namespace {
+
+// Settings that would change the network itself: the checkpoint decides them.
+const char* const kModelKeys[] = {"model.kind", "model.num_classes", "model.depth",
+                                  "model.output_stride", "model.depth_head"};
+
+void refuse_model_overrides(const std::vector<std::string>& overrides) {
+  for (const std::string& o : overrides)
+    for (const char* key : kModelKeys)
+      COHORT_CHECK(o.rfind(std::string(key) + "=", 0) != 0,
+                   fmt::format("eval: --set {} would change the network the checkpoint holds; "
+                               "its model settings come from the checkpoint",
+                               o));
+}
+
+bool is_cityscapes_table(const std::vector<data::ClassEntry>& classes) {
+  const std::vector<data::ClassEntry> cityscapes = data::cityscapes_train_classes();
+  if (classes.size() != cityscapes.size()) return false;
+  for (size_t i = 0; i < classes.size(); ++i)
+    if (classes[i].name != cityscapes[i].name) return false;
+  return true;
+}
+
+PredictionOutput prediction_output(const EvalCommandOptions& o, const data::ShardSet& set) {
+  PredictionOutput out;
+  out.dir = o.predictions;
+  if (o.predictions.empty()) return out;
+  COHORT_CHECK(
+      o.format == "auto" || o.format == "cityscapes-ids" || o.format == "train-ids",
+      fmt::format("eval: --format {} is none of auto, cityscapes-ids, train-ids", o.format));
+  const bool cityscapes = is_cityscapes_table(set.spec().classes);
+  COHORT_CHECK(o.format != "cityscapes-ids" || cityscapes,
+               fmt::format("eval: --format cityscapes-ids needs Cityscapes' 19 training classes; "
+                           "{} has {} other classes",
+                           set.dir(), set.spec().classes.size()));
+  if (o.format == "train-ids" || !cityscapes) {
+    out.suffix = "pred_trainIds";
+    return out;
+  }
+  // Train id -> label id, from the Cityscapes label table.
+  out.suffix = "pred_labelIds";
+  out.value_of_class.assign(19, 0);
+  for (const data::CityscapesLabel& l : data::cityscapes_labels())
+    if (l.train_id >= 0 && l.train_id < 19)
+      out.value_of_class[static_cast<size_t>(l.train_id)] = static_cast<uint8_t>(l.id);
+  return out;
+}
+
+}  // namespace
+
+EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device, TrainRanks ranks) {
+  refuse_model_overrides(o.overrides);
+  const core::io::CheckpointData data = core::io::read_checkpoint(o.checkpoint);
+  const auto text = data.strings.find("config");
+  COHORT_CHECK(text != data.strings.end() && !text->second.empty(),
+               fmt::format("eval: {} holds no training config (it was not written by `cohort "
+                           "train`)",
+                           o.checkpoint));
+  TrainConfig c =
+      parse_train_config(text->second, o.checkpoint + " (its stored config)", o.overrides);
+  if (!o.shards.empty()) c.eval_shards = o.shards;
+  COHORT_CHECK(!c.eval_shards.empty(),
+               fmt::format("eval: {} was trained without data.eval: name the set with --shards",
+                           o.checkpoint));
+  COHORT_CHECK(c.batch % world_of(ranks) == 0,
+               fmt::format("eval: data.batch {} must split evenly over {} ranks (--set "
+                           "data.batch=N)",
+                           c.batch, world_of(ranks)));
+  const data::ShardSet set = data::ShardSet::open(c.eval_shards);
+
+  core::nn::Graph graph;
+  const ModelNodes nodes = add_model(graph, c, set.spec().channels);
+  graph.build(device, c.seed, compute_dtype(c));
+  core::io::load_model_weights(data, graph, /*strict=*/true);
+  core::Context ctx(device);
+  const bool talk = o.verbose && rank_of(ranks) == 0;
+  if (talk)
+    fmt::print("cohort eval: {} ({} {}, trained {} steps) on {}, {} ranks, {}\n", o.checkpoint,
+               c.model, c.dtype,
+               data.integers.count("step") != 0 ? data.integers.at("step") : int64_t{-1},
+               c.eval_shards, world_of(ranks), device.str());
+  const PredictionOutput out = prediction_output(o, set);
+  const EvalResult r = evaluate({&ctx, &graph, nodes, ranks, device, false}, c, {}, out);
+  std::vector<std::string> names;
+  for (const data::ClassEntry& e : set.spec().classes)
+    names.push_back(e.name);
+  if (talk) {
+    fmt::print("{}", describe(r, names));
+    if (!out.dir.empty()) fmt::print("predictions: {}/<sample>_{}.png\n", out.dir, out.suffix);
+  }
+  if (!o.json.empty() && rank_of(ranks) == 0) {
+    std::FILE* f = std::fopen(o.json.c_str(), "w");
+    COHORT_CHECK(f != nullptr, fmt::format("eval: cannot write {}", o.json));
+    const std::string text = to_json(r, names) + "\n";
+    const bool ok = std::fputs(text.c_str(), f) >= 0;
+    COHORT_CHECK(std::fclose(f) == 0 && ok, fmt::format("eval: writing {} failed", o.json));
+  }
+  return r;
+}
+
+}  // namespace cohort::launch
