@@ -9,10 +9,12 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/io/checkpoint.hpp"
 #include "data/convert.hpp"
+#include "launch/eval_command.hpp"
 #include "launch/trainer.hpp"
 #include "tests/mpi/mpi_test_helpers.hpp"
 
@@ -148,6 +150,68 @@ TEST(TrainRanks, AStopSignalOnOneRankStopsEveryRankAtTheSameStep) {
   if (mpitest::world_rank() == 0) {
     EXPECT_EQ(core::io::read_checkpoint(r.checkpoint).integers.at("step"), r.steps);
   }
+}
+
+// `cohort eval` as ranks: each image is scored once across the ranks (5 images do
+// not split evenly over 2 or 4), so the summed confusion matrix, the scores and
+// the prediction files equal those of one process evaluating the same checkpoint.
+TEST(TrainRanks, EvaluationAcrossRanksEqualsOneProcess) {
+  SharedDir runs;
+  int status = 0;
+  if (mpitest::world_rank() == 0)
+    for (const char* split : {"train", "val"})
+      status |= data::run_convert({"synthetic-scenes", "--kind", "segmentation", "--split", split,
+                                   "--count", split == std::string("train") ? "8" : "5", "--width",
+                                   "96", "--height", "48", "--out", runs.file(split), "--quiet"});
+  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  ASSERT_EQ(status, 0);
+  TrainConfig c;
+  c.model = "deeplabv3plus";
+  c.num_classes = 19;
+  c.train_shards = runs.file("train");
+  c.eval_shards = runs.file("val");
+  c.out_dir = runs.file("run");
+  c.batch = 8;  // 2 per rank at 4 ranks: the image-pooling BatchNorm needs two
+  c.crop_height = 48;
+  c.crop_width = 48;
+  c.threads = 1;
+  c.max_steps = 2;
+  c.warmup_steps = 0;
+  c.lr = 0.01;
+  Ranks ranks;
+  const TrainResult trained = run_training(c, core::Device::cpu(), ranks.get());
+
+  EvalCommandOptions o;
+  o.checkpoint = trained.checkpoint;
+  o.verbose = false;
+  o.predictions = runs.file("predictions-ranks");
+  const EvalResult together =
+      run_checkpoint_eval(o, core::Device::cpu(), {nullptr, ranks.control.get()});
+  int written = static_cast<int>(together.predictions_written);
+  MPI_Allreduce(MPI_IN_PLACE, &written, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_EQ(written, 5) << "each image written by exactly one rank";
+  EXPECT_EQ(together.samples, 5);
+  EXPECT_EQ(together.miou, trained.eval_miou) << "the trainer's evaluation at the end";
+  if (mpitest::world_rank() == 0) {
+    o.predictions = runs.file("predictions-alone");
+    const EvalResult alone = run_checkpoint_eval(o, core::Device::cpu());
+    EXPECT_EQ(alone.confusion, together.confusion);
+    EXPECT_EQ(alone.miou, together.miou);
+    EXPECT_EQ(alone.accuracy, together.accuracy);
+    auto bytes = [](const fs::path& p) {
+      std::ifstream f(p, std::ios::binary);
+      return std::string((std::istreambuf_iterator<char>(f)), {});
+    };
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(runs.file("predictions-alone"))) {
+      ++files;
+      const fs::path other = fs::path(runs.file("predictions-ranks")) / e.path().filename();
+      ASSERT_TRUE(fs::exists(other)) << other;
+      EXPECT_EQ(bytes(e.path()), bytes(other)) << e.path().filename();
+    }
+    EXPECT_EQ(files, 5);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace
