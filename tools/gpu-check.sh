@@ -57,6 +57,10 @@ if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
     --set schedule.max_steps=40 --set schedule.warmup_steps=0 --set optimizer.lr=0.01 \
     --set log.every_steps=10 --set run.out_dir=/tmp/cohort-mt-run >> "$out/train.log" 2>&1
   log "train (DeepLabV3+ multi-task, bf16): $(grep -E 'step +40|eval' "$out/train.log" | tr '\n' ' ')"
+  # The checkpoint on its own: the same scores, and a prediction PNG per image.
+  timeout 120 build/gpu/launch/cohort eval --checkpoint /tmp/cohort-mt-run/checkpoint.h5 \
+    --predictions /tmp/cohort-mt-pred --json "$out/eval.json" > "$out/eval.log" 2>&1
+  log "eval (checkpoint): $(grep -E 'eval' "$out/eval.log" | tr '\n' ' ') $(ls /tmp/cohort-mt-pred | wc -l) PNGs"
 fi
 if [[ "${SKIP_DATA:-0}" != 1 ]]; then
   timeout 240 build/gpu/launch/cohort bench data --dir /tmp/cohort-bench-data --max-threads 16 \
