@@ -493,16 +493,25 @@ void prune_checkpoints(const std::string& dir, const std::string& stem, int keep
   }
 }
 
-std::optional<std::string> latest_good_checkpoint(const std::string& dir, const std::string& stem) {
+CheckpointChoice choose_checkpoint(const std::string& dir, const std::string& stem) {
+  CheckpointChoice choice;
   for (const std::string& path : list_checkpoints(dir, stem)) {
     try {
       read_checkpoint(path);
-      return path;
+      choice.good = path;
+      return choice;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "cohort: skipping damaged checkpoint %s: %s\n", path.c_str(), e.what());
+      choice.damaged.emplace_back(path, e.what());
     }
   }
-  return std::nullopt;
+  return choice;
+}
+
+std::optional<std::string> latest_good_checkpoint(const std::string& dir, const std::string& stem) {
+  const CheckpointChoice choice = choose_checkpoint(dir, stem);
+  for (const auto& [path, why] : choice.damaged)
+    std::fprintf(stderr, "cohort: skipping damaged checkpoint %s: %s\n", path.c_str(), why.c_str());
+  return choice.good;
 }
 
 }  // namespace cohort::core::io

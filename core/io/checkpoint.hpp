@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -60,6 +61,14 @@ std::vector<std::string> list_checkpoints(const std::string& dir, const std::str
 
 // Deletes all but the newest `keep_last` checkpoints of list_checkpoints().
 void prune_checkpoints(const std::string& dir, const std::string& stem, int keep_last);
+
+// The newest of list_checkpoints() that reads back completely with valid
+// checksums, and every newer one that does not (path, reason), newest first.
+struct CheckpointChoice {
+  std::optional<std::string> good;
+  std::vector<std::pair<std::string, std::string>> damaged;
+};
+CheckpointChoice choose_checkpoint(const std::string& dir, const std::string& stem);
 
 // The newest checkpoint that reads back completely with valid checksums. Damaged ones
 // are skipped with a line on stderr saying which file and why. Empty if none is good.

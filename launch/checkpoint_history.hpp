@@ -1,0 +1,41 @@
+#pragma once
+// The checkpoints of a `cohort train` run directory:
+//
+//   out_dir/checkpoint-<step>.h5   one per save (8-digit step), each written
+//                                  atomically; the newest checkpoint.keep_last kept
+//   out_dir/checkpoint.h5          a symbolic link to the newest, replaced
+//                                  atomically after each save (what users, job
+//                                  scripts and `cohort eval` open)
+//
+// Keeping more than one means a damaged newest file (a failing disk, a copy torn
+// by a full quota, a bit flip the checksums catch) costs the steps since the one
+// before it, not the run: resuming takes the newest checkpoint that reads back
+// whole, and renames each newer damaged one to "<name>.damaged" (kept for a
+// post-mortem, and out of the way of pruning and later resumes). When checkpoints
+// exist but none is good, resuming refuses to start afresh over them.
+#include <cstdint>
+#include <string>
+
+namespace cohort::launch {
+
+std::string checkpoint_path(const std::string& out_dir, int64_t step);
+std::string checkpoint_link(const std::string& out_dir);
+
+struct ResumePoint {
+  bool found = false;
+  // The step of checkpoint-<step>.h5, or -1 for a run directory of an older
+  // cohort holding one regular checkpoint.h5.
+  int64_t step = -1;
+};
+
+// Looks for the checkpoint to resume from (call on one rank; others follow its
+// answer, see resume_path). Throws, naming every file and why, when checkpoints
+// exist and none of them is good.
+ResumePoint find_resume_checkpoint(const std::string& out_dir);
+std::string resume_path(const std::string& out_dir, const ResumePoint& point);
+
+// After `path` (checkpoint_path of a step) is written: points checkpoint.h5 at it
+// and deletes all but the newest `keep_last` checkpoint files.
+void publish_checkpoint(const std::string& out_dir, const std::string& path, int keep_last);
+
+}  // namespace cohort::launch

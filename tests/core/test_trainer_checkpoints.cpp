@@ -1,0 +1,151 @@
+// `cohort train`'s checkpoint history: the newest checkpoint.keep_last files are
+// kept (checkpoint-<step>.h5, with checkpoint.h5 a link to the newest), and a
+// damaged newest checkpoint never costs the run: resuming falls back to the newest
+// good one (setting the damaged ones aside, by name), and ends bitwise where an
+// undisturbed run ends. With no good checkpoint left the run refuses to start
+// afresh over them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "core/io/checkpoint.hpp"
+#include "data/convert.hpp"
+#include "launch/trainer.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/tensor_helpers.hpp"
+
+namespace cohort::launch {
+namespace {
+
+namespace fs = std::filesystem;
+using cohort::testing::error_of;
+const std::string kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+class TrainerCheckpoints : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(kFashionMnist + "/t10k-images-idx3-ubyte.gz")) return;
+    s_dir = std::make_unique<cohort::testing::TempDir>("cohort-ckpt-data");
+    ASSERT_EQ(data::run_convert({"fashion-mnist", "--dir", kFashionMnist, "--split", "test",
+                                 "--out", s_dir->file("fmnist"), "--quiet"}),
+              0);
+  }
+  static void TearDownTestSuite() { s_dir.reset(); }
+  void SetUp() override {
+    if (!s_dir)
+      GTEST_SKIP() << kFashionMnist << " is missing: apt-get install dataset-fashion-mnist";
+  }
+
+  TrainConfig config(const std::string& run) const {
+    TrainConfig c;
+    c.train_shards = s_dir->file("fmnist");
+    c.out_dir = (m_runs.path() / run).string();
+    c.batch = 32;
+    c.threads = 2;
+    c.max_steps = 6;
+    c.warmup_steps = 1;
+    c.log_every = 3;
+    c.checkpoint_every = 1;
+    c.keep_last = 2;
+    return c;
+  }
+  static std::vector<std::string> names(const std::string& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() != ".jsonl") out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  static std::unique_ptr<cohort::testing::TempDir> s_dir;
+  cohort::testing::TempDir m_runs{"cohort-ckpt-runs"};
+};
+std::unique_ptr<cohort::testing::TempDir> TrainerCheckpoints::s_dir;
+
+void expect_same_tensors(const std::string& a_path, const std::string& b_path) {
+  const core::io::CheckpointData a = core::io::read_checkpoint(a_path);
+  const core::io::CheckpointData b = core::io::read_checkpoint(b_path);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors)
+    EXPECT_EQ(t.to_vector(), b.tensors.at(name).to_vector()) << name;
+  EXPECT_EQ(a.integers.at("step"), b.integers.at("step"));
+  EXPECT_EQ(a.integers.at("rng_offset"), b.integers.at("rng_offset"));
+}
+
+// Flips bytes in the middle of a file: HDF5 opens it, the checksums catch it.
+void damage(const std::string& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(fs::file_size(path) / 2));
+  const char junk[64] = {1, 2, 3, 4, 5, 6, 7, 8};
+  f.write(junk, sizeof junk);
+}
+
+TEST_F(TrainerCheckpoints, KeepsTheNewestAndLinksTheLast) {
+  const TrainResult r = run_training(config("run"), core::Device::cpu());
+  const std::string dir = config("run").out_dir;
+  EXPECT_EQ(names(dir), (std::vector<std::string>{"checkpoint-00000005.h5",
+                                                  "checkpoint-00000006.h5", "checkpoint.h5"}));
+  EXPECT_TRUE(fs::is_symlink(dir + "/checkpoint.h5"));
+  EXPECT_EQ(fs::read_symlink(dir + "/checkpoint.h5"), "checkpoint-00000006.h5");
+  EXPECT_EQ(core::io::read_checkpoint(dir + "/checkpoint.h5").integers.at("step"), 6);
+  EXPECT_EQ(r.checkpoint, dir + "/checkpoint-00000006.h5");
+}
+
+TEST_F(TrainerCheckpoints, ADamagedNewestCheckpointFallsBackToTheLastGoodOne) {
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 4;
+  ASSERT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  // The newest (step 4) is damaged, as by a failing disk or a torn copy.
+  damage(sliced.out_dir + "/checkpoint-00000004.h5");
+  const TrainResult resumed = run_training(sliced, core::Device::cpu());
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.steps, 6);
+  EXPECT_EQ(resumed.steps_this_run, 3) << "resumed at step 3, the newest good checkpoint";
+  EXPECT_TRUE(fs::exists(sliced.out_dir + "/checkpoint-00000004.h5.damaged"))
+      << "set aside by name, not deleted";
+  expect_same_tensors(straight.checkpoint, resumed.checkpoint);
+}
+
+TEST_F(TrainerCheckpoints, NoGoodCheckpointIsAnErrorNotAFreshStart) {
+  TrainConfig c = config("bad");
+  c.stop_after_steps = 2;
+  ASSERT_TRUE(run_training(c, core::Device::cpu()).stopped);
+  for (const std::string& name : {"checkpoint-00000001.h5", "checkpoint-00000002.h5"})
+    damage(c.out_dir + "/" + name);
+  const std::string message = error_of([&] { run_training(c, core::Device::cpu()); });
+  EXPECT_NE(message.find("checkpoint-00000002.h5"), std::string::npos) << message;
+  EXPECT_NE(message.find("checkpoint-00000001.h5"), std::string::npos) << message;
+  EXPECT_NE(message.find("checkpoint.resume=false"), std::string::npos) << message;
+  EXPECT_TRUE(fs::exists(c.out_dir + "/checkpoint-00000001.h5")) << "nothing removed";
+  EXPECT_TRUE(fs::exists(c.out_dir + "/checkpoint-00000002.h5"));
+}
+
+// A run directory from before the history (one regular checkpoint.h5) resumes.
+TEST_F(TrainerCheckpoints, ASingleCheckpointFileOfAnOlderRunResumes) {
+  TrainConfig c = config("old");
+  c.stop_after_steps = 3;
+  ASSERT_TRUE(run_training(c, core::Device::cpu()).stopped);
+  const std::string link = c.out_dir + "/checkpoint.h5";
+  const fs::path newest = fs::path(c.out_dir) / fs::read_symlink(link);
+  fs::remove(link);
+  fs::rename(newest, link);
+  for (const std::string& n : names(c.out_dir))
+    if (n != "checkpoint.h5") fs::remove(c.out_dir + "/" + n);
+  const TrainResult r = run_training(c, core::Device::cpu());
+  EXPECT_TRUE(r.resumed);
+  EXPECT_EQ(r.steps_this_run, 3);
+  EXPECT_EQ(r.steps, 6);
+}
+
+TEST_F(TrainerCheckpoints, KeepLastBelowOneIsRefused) {
+  TrainConfig c = config("keep0");
+  c.keep_last = 0;
+  EXPECT_NE(error_of([&] { run_training(c, core::Device::cpu()); }).find("checkpoint.keep_last"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cohort::launch
