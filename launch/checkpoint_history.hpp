@@ -34,8 +34,13 @@ struct ResumePoint {
 ResumePoint find_resume_checkpoint(const std::string& out_dir);
 std::string resume_path(const std::string& out_dir, const ResumePoint& point);
 
+// A run that must not resume (checkpoint.resume=false) refuses a directory that
+// already holds checkpoints: it would train over them and prune them away.
+void check_fresh_start(const std::string& out_dir);
+
 // After `path` (checkpoint_path of a step) is written: points checkpoint.h5 at it
-// and deletes all but the newest `keep_last` checkpoint files.
+// and deletes all but the newest `keep_last` checkpoint files up to its step.
+// Failures are reported as warnings: the checkpoint itself is complete.
 void publish_checkpoint(const std::string& out_dir, const std::string& path, int keep_last);
 
 }  // namespace cohort::launch

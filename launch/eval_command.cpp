@@ -85,13 +85,23 @@ EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device,
   const ModelNodes nodes = add_model(graph, c, set.spec().channels);
   graph.build(device, c.seed, compute_dtype(c));
   core::io::load_model_weights(data, graph, /*strict=*/true);
+  // Ranks that read a link (checkpoint.h5) while a training run moved it would
+  // score different models: every rank must hold the same step (equal sums of
+  // the step and of its square over the ranks mean every rank's step is equal).
+  const int64_t step = data.integers.count("step") != 0 ? data.integers.at("step") : -1;
+  const double s = static_cast<double>(step);
+  const std::vector<double> sums = sum_over_ranks(ranks, std::vector<double>{s, s * s});
+  const double n = world_of(ranks);
+  COHORT_CHECK(sums[0] == n * s && sums[1] == n * s * s,
+               fmt::format("eval: the ranks read different checkpoints from {} (this rank: step "
+                           "{}); is a training run still writing there? Name one "
+                           "checkpoint-<step>.h5 file instead",
+                           o.checkpoint, step));
   core::Context ctx(device);
   const bool talk = o.verbose && rank_of(ranks) == 0;
   if (talk)
     fmt::print("cohort eval: {} ({} {}, trained {} steps) on {}, {} ranks, {}\n", o.checkpoint,
-               c.model, c.dtype,
-               data.integers.count("step") != 0 ? data.integers.at("step") : int64_t{-1},
-               c.eval_shards, world_of(ranks), device.str());
+               c.model, c.dtype, step, c.eval_shards, world_of(ranks), device.str());
   const PredictionOutput out = prediction_output(o, set);
   const EvalResult r = evaluate({&ctx, &graph, nodes, ranks, device, false}, c, {}, out);
   std::vector<std::string> names;
@@ -102,11 +112,8 @@ EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device,
     if (!out.dir.empty()) fmt::print("predictions: {}/<sample>_{}.png\n", out.dir, out.suffix);
   }
   if (!o.json.empty() && rank_of(ranks) == 0) {
-    std::FILE* f = std::fopen(o.json.c_str(), "w");
-    COHORT_CHECK(f != nullptr, fmt::format("eval: cannot write {}", o.json));
     const std::string text = to_json(r, names) + "\n";
-    const bool ok = std::fputs(text.c_str(), f) >= 0;
-    COHORT_CHECK(std::fclose(f) == 0 && ok, fmt::format("eval: writing {} failed", o.json));
+    write_file_whole(o.json, text.data(), text.size());
   }
   return r;
 }

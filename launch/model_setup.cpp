@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/nn/layers.hpp"
+#include "core/nn/loss_balancing.hpp"
 #include "models/deeplabv3plus.hpp"
 #include "models/resnet.hpp"
 #include "models/small_cnn.hpp"
@@ -48,7 +49,33 @@ DType compute_dtype(const TrainConfig& c) {
   return DType::f32;
 }
 
+namespace {
+
+// loss.* as the model takes it (a TrainConfig made in code skips validation, so
+// an unknown method is refused here too).
+core::nn::LossBalancing loss_balancing_of(const TrainConfig& c) {
+  using Method = core::nn::LossBalancingMethod;
+  core::nn::LossBalancing b;
+  if (c.loss_balancing == "fixed")
+    b.method = Method::fixed;
+  else if (c.loss_balancing == "dwa")
+    b.method = Method::dwa;
+  else
+    COHORT_CHECK(c.loss_balancing == "uncertainty",
+                 fmt::format("train: loss.balancing must be uncertainty, fixed or dwa, got '{}'",
+                             c.loss_balancing));
+  b.weights = c.loss_weights;
+  b.temperature = c.dwa_temperature;
+  return b;
+}
+
+}  // namespace
+
 ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_channels) {
+  COHORT_CHECK(
+      c.depth_head || (c.loss_balancing == TrainConfig{}.loss_balancing && c.loss_weights.empty()),
+      "train: loss.balancing and loss.weights need model.depth_head (a multi-task "
+      "model)");
   if (c.model == "resnet") {
     const core::nn::NodeId image = graph.input("image");
     const core::nn::NodeId label = graph.input("label");
@@ -68,6 +95,7 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.backbone_depth = c.depth;
     o.in_channels = static_cast<int>(in_channels);
     o.depth_head = c.depth_head;
+    if (c.depth_head) o.loss_balancing = loss_balancing_of(c);
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
     return {n.logits, n.loss, true, n.depth, n.seg_loss, n.depth_loss};
   }

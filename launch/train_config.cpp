@@ -1,9 +1,11 @@
 #include "launch/train_config.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <cmath>
 #include <functional>
 #include <set>
 
@@ -19,6 +21,9 @@ struct Field {
   const char* key;
   std::function<void(TrainConfig&, const std::string& text, const std::string& where)> set;
   std::function<std::string(const TrainConfig&)> get;
+  // A list: YAML sequences are accepted (joined with commas) and to_yaml writes
+  // one; `get` gives the elements as comma-separated text.
+  bool list = false;
 };
 
 std::string name_of(const Field& f) {
@@ -65,6 +70,41 @@ Field flag(const char* section, const char* key, bool TrainConfig::*member) {
           [member](const TrainConfig& c) { return std::string(c.*member ? "true" : "false"); }};
 }
 
+std::string trimmed(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+// "1, 0.5", "[1,0.5]" or "" (no values).
+std::vector<double> parse_numbers(const std::string& text, const std::string& where) {
+  std::string body = trimmed(text);
+  if (body.size() >= 2 && body.front() == '[' && body.back() == ']')
+    body = trimmed(body.substr(1, body.size() - 2));
+  std::vector<double> values;
+  if (body.empty()) return values;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = body.find(',', start);
+    const std::string item = trimmed(body.substr(start, comma - start));
+    COHORT_CHECK(!item.empty(),
+                 fmt::format("{}: '{}' has an empty element (expected numbers separated by commas)",
+                             where, text));
+    values.push_back(parse_number<double>(item, where));
+    if (comma == std::string::npos) return values;
+    start = comma + 1;
+  }
+}
+
+Field numbers(const char* section, const char* key, std::vector<double> TrainConfig::*member) {
+  return {section, key,
+          [member](TrainConfig& c, const std::string& text, const std::string& where) {
+            c.*member = parse_numbers(text, where);
+          },
+          [member](const TrainConfig& c) { return fmt::format("{}", fmt::join(c.*member, ", ")); },
+          true};
+}
+
 const std::vector<Field>& fields() {
   static const std::vector<Field> all = {
       text("run", "out_dir", &TrainConfig::out_dir),
@@ -79,6 +119,9 @@ const std::vector<Field>& fields() {
       number("model", "freeze_backbone_steps", &TrainConfig::freeze_backbone_steps),
       flag("model", "depth_head", &TrainConfig::depth_head),
       text("model", "pretrained", &TrainConfig::pretrained),
+      text("loss", "balancing", &TrainConfig::loss_balancing),
+      numbers("loss", "weights", &TrainConfig::loss_weights),
+      number("loss", "dwa_temperature", &TrainConfig::dwa_temperature),
       text("data", "train", &TrainConfig::train_shards),
       text("data", "eval", &TrainConfig::eval_shards),
       number("data", "batch", &TrainConfig::batch),
@@ -103,6 +146,7 @@ const std::vector<Field>& fields() {
       number("parallel", "zero_stage", &TrainConfig::zero_stage),
       number("checkpoint", "every_steps", &TrainConfig::checkpoint_every),
       flag("checkpoint", "resume", &TrainConfig::resume),
+      number("checkpoint", "keep_last", &TrainConfig::keep_last),
       number("log", "every_steps", &TrainConfig::log_every),
       number("log", "eval_every_steps", &TrainConfig::eval_every),
   };
@@ -132,7 +176,7 @@ void set_field(TrainConfig& c, const std::string& section, const std::string& ke
       sections.insert(g.section);
     if (sections.count(section) == 0)
       COHORT_FAIL(
-          fmt::format("{}: unknown section '{}' (known: run, model, data, optimizer, "
+          fmt::format("{}: unknown section '{}' (known: run, model, loss, data, optimizer, "
                       "schedule, parallel, checkpoint, log)",
                       where, section));
     COHORT_FAIL(fmt::format("{}: unknown key '{}.{}' (known in {}: {})", where, section, key,
@@ -151,6 +195,42 @@ void check_one_of(const std::string& value, std::initializer_list<const char*> a
   COHORT_FAIL(fmt::format("config: {} must be one of {}, got '{}'", key, list, value));
 }
 
+// The loss section: only a multi-task model has losses to balance, and every key
+// belongs to one method, so a key that would not be used is an error, not ignored.
+void validate_loss(const TrainConfig& c) {
+  const TrainConfig defaults;
+  check_one_of(c.loss_balancing, {"uncertainty", "fixed", "dwa"}, "loss.balancing");
+  auto check_unused = [&](bool is_default, const char* key, const char* needs) {
+    COHORT_CHECK(is_default, fmt::format("config: {} is set but only used with {}", key, needs));
+  };
+  if (!c.depth_head) {
+    const char* needs = "model.depth_head true (a multi-task model)";
+    check_unused(c.loss_balancing == defaults.loss_balancing, "loss.balancing", needs);
+    check_unused(c.loss_weights.empty(), "loss.weights", needs);
+    check_unused(c.dwa_temperature == defaults.dwa_temperature, "loss.dwa_temperature", needs);
+  }
+  check_unused(c.loss_weights.empty() || c.loss_balancing == "fixed", "loss.weights",
+               "loss.balancing fixed");
+  check_unused(c.dwa_temperature == defaults.dwa_temperature || c.loss_balancing == "dwa",
+               "loss.dwa_temperature", "loss.balancing dwa");
+  COHORT_CHECK(c.dwa_temperature > 0 && std::isfinite(c.dwa_temperature),
+               fmt::format("config: loss.dwa_temperature must be > 0, got {}", c.dwa_temperature));
+  if (c.loss_weights.empty()) return;
+  const size_t tasks = 2;  // deeplabv3plus with depth_head: segmentation, depth
+  COHORT_CHECK(c.loss_weights.size() == tasks,
+               fmt::format("config: loss.weights needs one weight per task loss ({}: "
+                           "segmentation, depth), got {}: {}",
+                           tasks, c.loss_weights.size(), fmt::join(c.loss_weights, ", ")));
+  bool any = false;
+  for (double w : c.loss_weights) {
+    COHORT_CHECK(std::isfinite(w) && w >= 0,
+                 fmt::format("config: loss.weights must be finite and >= 0, got {}",
+                             fmt::join(c.loss_weights, ", ")));
+    any = any || w > 0;
+  }
+  COHORT_CHECK(any, "config: loss.weights are all 0: nothing would train");
+}
+
 void validate(const TrainConfig& c) {
   check_one_of(c.dtype, {"f32", "bf16", "f16"}, "run.dtype");
   check_one_of(c.model, {"small_cnn", "resnet", "deeplabv3plus"}, "model.kind");
@@ -163,6 +243,7 @@ void validate(const TrainConfig& c) {
   COHORT_CHECK(
       !c.depth_head || c.model == "deeplabv3plus",
       fmt::format("config: model.depth_head needs model.kind deeplabv3plus, got {}", c.model));
+  validate_loss(c);
   COHORT_CHECK(c.freeze_backbone_steps >= 0,
                fmt::format("config: model.freeze_backbone_steps must be >= 0, got {}",
                            c.freeze_backbone_steps));
@@ -207,6 +288,8 @@ void validate(const TrainConfig& c) {
   COHORT_CHECK(c.checkpoint_every >= 0, fmt::format("config: checkpoint.every_steps must be >= 0, "
                                                     "got {}",
                                                     c.checkpoint_every));
+  COHORT_CHECK(c.keep_last >= 1,
+               fmt::format("config: checkpoint.keep_last must be >= 1 (got {})", c.keep_last));
   COHORT_CHECK(
       c.stop_after_steps >= 0,
       fmt::format("config: run.stop_after_steps must be >= 0, got {}", c.stop_after_steps));
@@ -226,8 +309,23 @@ void apply_yaml(TrainConfig& c, const YAML::Node& root, const std::string& where
     COHORT_CHECK(body.IsMap(), fmt::format("{}: section '{}' must be a mapping", where, name));
     for (const auto& entry : body) {
       const std::string key = entry.first.as<std::string>();
+      const Field* f = find_field(name, key);
+      if (f == nullptr) set_field(c, name, key, "", where);  // throws: names what is known
+      if (f->list && entry.second.IsSequence()) {
+        std::vector<std::string> items;
+        for (const auto& item : entry.second) {
+          COHORT_CHECK(item.IsScalar(),
+                       fmt::format("{}: {}.{} must be a list of numbers", where, name, key));
+          items.push_back(item.Scalar());
+        }
+        // An empty element must not vanish in the join: "[]" stays empty, [1, ""] fails.
+        set_field(c, name, key, items.empty() ? "" : fmt::format("{}", fmt::join(items, ",")),
+                  where);
+        continue;
+      }
       COHORT_CHECK(entry.second.IsScalar(),
-                   fmt::format("{}: {}.{} must be a single value", where, name, key));
+                   fmt::format("{}: {}.{} must be {}", where, name, key,
+                               f->list ? "a list or comma-separated numbers" : "a single value"));
       set_field(c, name, key, entry.second.Scalar(), where);
     }
   }
@@ -292,7 +390,20 @@ std::string to_yaml(const TrainConfig& config) {
       section = f.section;
       out << YAML::Key << section << YAML::Value << YAML::BeginMap;
     }
-    out << YAML::Key << f.key << YAML::Value << f.get(config);
+    out << YAML::Key << f.key << YAML::Value;
+    if (f.list) {
+      out << YAML::Flow << YAML::BeginSeq;
+      const std::string items = f.get(config);
+      for (size_t start = 0; !items.empty();) {
+        const size_t comma = items.find(',', start);
+        out << trimmed(items.substr(start, comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      out << YAML::EndSeq;
+    } else {
+      out << f.get(config);
+    }
   }
   out << YAML::EndMap << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

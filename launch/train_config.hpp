@@ -17,7 +17,13 @@
 //               (fine-tuning: the backbone -- all of a resnet but fc, DeepLab's
 //               backbone.* -- stays frozen for the first N steps, then trains),
 //               depth_head (deeplabv3plus on multitask shards: segmentation + depth,
-//               the two losses balanced by learned uncertainty)
+//               the two losses balanced per the loss section)
+//   loss:       multi-task only (model.depth_head; an error otherwise): balancing
+//               (uncertainty: learned weights, the default | fixed: sum of w_k L_k
+//               with weights | dwa: Dynamic Weight Average, weights set each epoch
+//               from how fast each task loss fell), weights (fixed: one per task
+//               loss, segmentation then depth, >= 0; a YAML list or "1,0.5"; empty:
+//               all 1), dwa_temperature (dwa: T > 0, default 2)
 //   data:       train, eval (shard-set directories), batch (global), threads,
 //               prefetch, augment (none|standard; classification), image_size
 //               (classification crop with standard augmentation), crop_height,
@@ -26,7 +32,9 @@
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
 //   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
 //   parallel:   zero_stage (0-3)
-//   checkpoint: every_steps (0: only at the end and on a stop signal), resume
+//   checkpoint: every_steps (0: only at the end and on a stop signal), resume,
+//               keep_last (checkpoint-<step>.h5 files kept; checkpoint.h5 links
+//               the newest; a damaged newest one is set aside on resume)
 //   log:        every_steps, eval_every_steps (0: evaluate at the end only)
 #include <cstdint>
 #include <string>
@@ -48,7 +56,11 @@ struct TrainConfig {
   int output_stride = 16;
   std::string pretrained;
   int64_t freeze_backbone_steps = 0;
-  bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced by uncertainty
+  bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced per loss.*
+  // loss (multi-task only)
+  std::string loss_balancing = "uncertainty";  // uncertainty | fixed | dwa
+  std::vector<double> loss_weights;            // fixed: one per task loss (empty: all 1)
+  double dwa_temperature = 2.0;                // dwa: T
   // data
   std::string train_shards, eval_shards;  // eval: optional
   int64_t batch = 64;                     // global, split evenly over the ranks
@@ -72,7 +84,8 @@ struct TrainConfig {
   int zero_stage = 0;
   // checkpoint
   int64_t checkpoint_every = 0;
-  bool resume = true;  // continue from out_dir/checkpoint.h5 when it exists
+  bool resume = true;  // continue from the newest good checkpoint in out_dir
+  int keep_last = 2;   // checkpoint-<step>.h5 files kept (checkpoint.h5 links the newest)
   // log
   int64_t log_every = 50;
   int64_t eval_every = 0;  // evaluate every N steps too (0: only at the end)

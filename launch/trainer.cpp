@@ -1,6 +1,7 @@
 #include "launch/trainer.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <array>
 #include <atomic>
@@ -12,14 +13,17 @@
 #include <map>
 #include <memory>
 
+#include "comm/data_parallel.hpp"
 #include "comm/step_timer.hpp"
 #include "core/io/training_state.hpp"
 #include "core/nn/graph.hpp"
+#include "core/nn/loss_balancing.hpp"
 #include "core/ops/ops.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
 #include "core/optim/schedule.hpp"
 #include "data/loader.hpp"
+#include "launch/checkpoint_history.hpp"
 #include "launch/engine.hpp"
 #include "launch/evaluator.hpp"
 #include "launch/model_setup.hpp"
@@ -120,11 +124,22 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   g_stop_requested.store(0);
   StopSignals signals;
   const bool talk = rank == 0;
-  const std::string checkpoint = (std::filesystem::path(c.out_dir) / "checkpoint.h5").string();
+  COHORT_CHECK(c.keep_last >= 1,
+               fmt::format("train: checkpoint.keep_last must be >= 1 (got {})", c.keep_last));
   if (rank == 0) std::filesystem::create_directories(c.out_dir);
-  // Every rank must see the same decision; rank 0's view of the file decides.
-  const bool resume =
-      sum_over_ranks(ranks, rank == 0 && c.resume && std::filesystem::exists(checkpoint)) > 0;
+  // Every rank must resume from the same checkpoint; rank 0's view of the
+  // directory decides (0: none, 1: an older run's checkpoint.h5, else step + 2).
+  ResumePoint point;
+  if (rank == 0) {
+    if (c.resume)
+      point = find_resume_checkpoint(c.out_dir);
+    else
+      check_fresh_start(c.out_dir);
+  }
+  const int64_t code = sum_over_ranks(ranks, point.found ? point.step + 2 : 0);
+  const bool resume = code != 0;
+  point = {resume, code - 2};
+  const std::string checkpoint = resume ? resume_path(c.out_dir, point) : std::string();
 
   // Model, engine, loss scaling.
   const DType compute = compute_dtype(c);
@@ -151,6 +166,17 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   oc.nesterov = c.nesterov;
   oc.weight_decay = c.weight_decay;
   TrainingEngine engine(graph, oc, ranks.grads, c.zero_stage);  // collective with ranks
+  // Multi-task loss.balancing dwa: the loss node keeps its weights and epoch sums
+  // as buffers (in checkpoints); with ranks, each step's task losses are summed
+  // over them on the device (like SyncBatchNorm's statistics), so every rank
+  // holds the same sums and rank 0's checkpoint holds all that is needed.
+  auto* dwa = dynamic_cast<core::nn::WeightedLossSum*>(graph.layer(nodes.loss));
+  if (dwa != nullptr && !dwa->is_dwa()) dwa = nullptr;
+  std::unique_ptr<core::ops::StatsReducer> dwa_reducer;
+  if (dwa != nullptr && world > 1) {
+    dwa_reducer = comm::make_stats_reducer(*ranks.grads);
+    dwa->set_reducer(dwa_reducer.get());
+  }
   core::optim::LossScalerConfig lc;
   lc.enabled = compute == DType::f16;
   core::optim::LossScaler scaler(lc, device);
@@ -196,8 +222,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     progress.step = result.steps;
     progress.epoch = pos.epoch;
     progress.sample_in_epoch = pos.samples_done;
-    engine.save(checkpoint, &scaler, ctx, progress);
-    result.checkpoint = checkpoint;
+    const std::string path = checkpoint_path(c.out_dir, result.steps);
+    engine.save(path, &scaler, ctx, progress);
+    if (rank == 0) publish_checkpoint(c.out_dir, path, c.keep_last);
+    result.checkpoint = path;
   };
 
   // Evaluation over the whole eval set (each sample once across ranks); with
@@ -300,6 +328,17 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       window_start = Clock::now();
       window_steps = 0;
     }
+    // DWA: after an epoch's last step, the weights of the next epoch (one host
+    // read of the sums; every rank computes the same weights from the same sums).
+    if (dwa != nullptr && batch->step + 1 == loader.steps_per_epoch()) {
+      const std::vector<double> weights = dwa->finish_epoch(ctx);
+      if (talk) {
+        fmt::print("epoch {} done: DWA loss weights for epoch {}: seg {:.4f}, depth {:.4f}\n",
+                   batch->epoch + 1, batch->epoch + 2, weights.at(0), weights.at(1));
+        metrics.write(fmt::format(R"({{"step": {}, "epoch": {}, "loss_weights": [{}]}})",
+                                  result.steps, batch->epoch + 1, fmt::join(weights, ", ")));
+      }
+    }
     if (c.checkpoint_every > 0 && result.steps % c.checkpoint_every == 0 && !last) save();
     if (c.eval_every > 0 && result.steps % c.eval_every == 0 && !last && !c.eval_shards.empty())
       evaluate_now();
@@ -307,7 +346,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   save();
   if (talk)
     fmt::print("{} at step {}: checkpoint {}\n", result.stopped ? "stopped" : "finished",
-               result.steps, checkpoint);
+               result.steps, result.checkpoint);
   if (ranks.control != nullptr && timer.steps() > 0) {
     // The launcher's ranks are MPI_COMM_WORLD (launch/main.cpp builds both
     // communicators over it).

@@ -8,7 +8,9 @@
 //   - Engine: a plain optimizer alone; ZeroDataParallel at the configured stage
 //     (0 = DataParallel) with ranks. Mixed precision: bf16/f16 compute with f32
 //     masters; f16 with dynamic loss scaling.
-//   - Checkpoints: out_dir/checkpoint.h5, written atomically every
+//   - Checkpoints: out_dir/checkpoint-<step>.h5 (the newest checkpoint.keep_last
+//     kept; out_dir/checkpoint.h5 links the newest: launch/checkpoint_history),
+//     each written atomically every
 //     checkpoint.every_steps, at the end, and when a stop is requested (SIGTERM,
 //     SIGINT, SIGUSR1: Slurm's preemption and time-limit signals). The file holds
 //     the whole training state by name (model, optimizer, step, loader position,
@@ -20,7 +22,9 @@
 //     all-reduce on the host, never a device sync), checkpoint together and
 //     return; nothing is lost and nothing hangs.
 //   - Metrics: rank 0 appends JSON lines to out_dir/metrics.jsonl (train: step,
-//     epoch, loss, lr, samples/s; eval: accuracy) and prints a progress line.
+//     epoch, loss, lr, samples/s; multi-task: seg_loss, depth_loss, and with DWA
+//     the next epoch's loss_weights; eval: accuracy, mIoU, depth errors) and
+//     prints a progress line.
 #include <cstdint>
 #include <string>
 

@@ -74,6 +74,10 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
                   o.num_classes, o.aspp_channels, o.low_level_channels, o.decoder_channels));
   COHORT_CHECK(o.aspp_dropout >= 0 && o.aspp_dropout < 1,
                fmt::format("DeepLabV3+: aspp_dropout must be in [0, 1), got {}", o.aspp_dropout));
+  COHORT_CHECK(
+      o.depth_head || (o.loss_balancing.method == core::nn::LossBalancingMethod::uncertainty &&
+                       o.loss_balancing.weights.empty()),
+      "DeepLabV3+: loss_balancing needs depth_head (one task has no losses to balance)");
   const std::array<int, 3> rates = deeplab_aspp_rates(o);
   for (int r : rates)
     COHORT_CHECK(r > 0, fmt::format("DeepLabV3+: atrous rates must be positive, got {}, {}, {}",
@@ -144,8 +148,8 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
                              std::make_unique<core::nn::RegressionLossLayer>(
                                  core::ops::RegressionLoss::l1, /*masked=*/true),
                              {out.depth, out.depth_target, out.depth_valid});
-  out.loss = graph.add("loss", std::make_unique<core::nn::UncertaintyWeighting>(2),
-                       {seg_loss, out.depth_loss});
+  out.loss =
+      core::nn::add_balanced_loss(graph, "loss", {seg_loss, out.depth_loss}, o.loss_balancing);
   return out;
 }
 

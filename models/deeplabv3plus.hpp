@@ -32,6 +32,7 @@
 #include <array>
 
 #include "core/nn/graph.hpp"
+#include "core/nn/loss_balancing.hpp"
 
 namespace cohort::models {
 
@@ -53,9 +54,11 @@ struct DeepLabV3PlusOptions {
   // Multi-task (segmentation + depth): a depth head (1x1 conv with bias on the
   // decoder's features, "depth_head.*", upsampled to the input) with a masked L1
   // loss against the inputs "depth" [N, H, W, 1] (metres) and "depth_valid"
-  // [N, H, W, 1] (u8), and the two losses balanced by learned uncertainty
-  // (UncertaintyWeighting, parameter "loss.log_vars").
+  // [N, H, W, 1] (u8), and the two losses {seg_loss, depth_loss} combined into
+  // "loss" per `loss_balancing` (default: learned uncertainty, UncertaintyWeighting
+  // with parameter "loss.log_vars"; see core/nn/loss_balancing.hpp).
   bool depth_head = false;
+  core::nn::LossBalancing loss_balancing;
 };
 
 struct DeepLabV3PlusNodes {

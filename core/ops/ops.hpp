@@ -197,6 +197,17 @@ std::vector<Tensor> uncertainty_weighted_sum_backward(Context& ctx, const Tensor
                                                       const Tensor& log_vars, Tensor& dlog_vars,
                                                       bool accumulate);
 
+// Weights that are not trained (loss.balancing fixed, or Dynamic Weight Average's
+// per-epoch weights): total = sum_i w_i * L_i, w [n] a tensor on the op's device of
+// the losses' dtype, so weights that change between steps never need the host.
+Tensor weighted_loss_sum(Context& ctx, const std::vector<Tensor>& losses, const Tensor& weights);
+// dL_i = w_i * dtotal, one per weight.
+std::vector<Tensor> weighted_loss_sum_backward(Context& ctx, const Tensor& dtotal,
+                                               const Tensor& weights);
+// Running sums for per-epoch mean losses, kept on the device: sums[i] += L_i for
+// each of the n losses and sums[n] += 1 (the count). sums: [n + 1], the losses' dtype.
+void accumulate_loss_sums(Context& ctx, const std::vector<Tensor>& losses, Tensor& sums);
+
 // ---- reductions -------------------------------------------------------------------
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);

@@ -4,6 +4,8 @@
 // a stop signal checkpoints at a step boundary and the next run continues there.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -11,10 +13,13 @@
 
 #include "core/error.hpp"
 #include "core/io/checkpoint.hpp"
+#include "core/nn/graph.hpp"
+#include "core/nn/loss_balancing.hpp"
 #include "data/convert.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::launch {
 namespace {
@@ -25,14 +30,7 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using cohort::testing::error_of;
 
 TEST(TrainConfig, FileThenOverridesAndTheResolvedYamlRoundTrips) {
   cohort::testing::TempDir dir;
@@ -344,6 +342,214 @@ TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {
   c.train_shards = m_runs.file("does-not-exist");
   EXPECT_NE(error_of([&] { run_training(c, core::Device::cpu()); }).find("does-not-exist"),
             std::string::npos);
+}
+
+// ---- multi-task loss balancing: loss.balancing fixed and dwa ------------------------
+
+TEST(TrainConfig, LossBalancingKeysParseRoundTripAndUnusedOnesAreErrors) {
+  cohort::testing::TempDir dir;
+  const std::string base =
+      "model:\n  kind: deeplabv3plus\n  num_classes: 19\n  depth_head: true\ndata:\n  train: s\n";
+  write_file(dir.file("fixed.yaml"), base + "loss:\n  balancing: fixed\n  weights: [1, 0.5]\n");
+  const TrainConfig c = load_train_config(dir.file("fixed.yaml"), {});
+  EXPECT_EQ(c.loss_balancing, "fixed");
+  EXPECT_EQ(c.loss_weights, (std::vector<double>{1, 0.5}));
+  EXPECT_EQ(TrainConfig{}.loss_balancing, "uncertainty") << "today's behaviour by default";
+  // Comma text in the file and on the command line (brackets optional).
+  write_file(dir.file("text.yaml"), base + "loss:\n  balancing: fixed\n  weights: 2, 0.25\n");
+  EXPECT_EQ(load_train_config(dir.file("text.yaml"), {}).loss_weights,
+            (std::vector<double>{2, 0.25}));
+  EXPECT_EQ(load_train_config(dir.file("fixed.yaml"), {"loss.weights=1,0"}).loss_weights,
+            (std::vector<double>{1, 0}));
+  EXPECT_EQ(load_train_config(dir.file("fixed.yaml"), {"loss.weights=[3, 1e-3]"}).loss_weights,
+            (std::vector<double>{3, 1e-3}));
+
+  // The resolved YAML writes the weights as a list and reads back the same.
+  const std::string yaml = to_yaml(c);
+  EXPECT_NE(yaml.find("weights: [1, 0.5]"), std::string::npos) << yaml;
+  EXPECT_EQ(to_yaml(parse_train_config(yaml, "resolved")), yaml);
+  const TrainConfig d = load_train_config(
+      dir.file("fixed.yaml"), {"loss.balancing=dwa", "loss.weights=", "loss.dwa_temperature=0.5"});
+  EXPECT_EQ(d.loss_balancing, "dwa");
+  EXPECT_TRUE(d.loss_weights.empty());
+  EXPECT_EQ(d.dwa_temperature, 0.5);
+  EXPECT_EQ(to_yaml(parse_train_config(to_yaml(d), "resolved")), to_yaml(d));
+  EXPECT_NE(to_yaml(d).find("weights: []"), std::string::npos) << to_yaml(d);
+
+  // Each mistake names the key.
+  auto error_with = [&](std::vector<std::string> overrides) {
+    return error_of([&] { load_train_config(dir.file("fixed.yaml"), overrides); });
+  };
+  const std::string count = error_with({"loss.weights=1,2,3"});
+  EXPECT_NE(count.find("loss.weights"), std::string::npos) << count;
+  EXPECT_NE(count.find("one weight per task loss"), std::string::npos) << count;
+  const std::string method = error_with({"loss.balancing=gradnorm"});
+  EXPECT_NE(method.find("loss.balancing"), std::string::npos) << method;
+  EXPECT_NE(method.find("uncertainty, fixed, dwa"), std::string::npos) << method;
+  for (const char* key : {"loss.balancing=fixed", "loss.weights=1", "loss.dwa_temperature=3"}) {
+    const std::string single = error_of([&] { load_train_config("", {"data.train=s", key}); });
+    EXPECT_NE(single.find(std::string(key).substr(0, std::string(key).find('='))),
+              std::string::npos)
+        << single;
+    EXPECT_NE(single.find("model.depth_head"), std::string::npos) << single;
+  }
+  const std::string unused = error_with({"loss.balancing=dwa"});
+  EXPECT_NE(unused.find("loss.weights"), std::string::npos) << unused;
+  EXPECT_NE(unused.find("loss.balancing fixed"), std::string::npos) << unused;
+  EXPECT_NE(error_with({"loss.dwa_temperature=3"}).find("loss.dwa_temperature"), std::string::npos);
+  const std::string number = error_with({"loss.weights=1,x"});
+  EXPECT_NE(number.find("'x' is not a valid number"), std::string::npos) << number;
+  EXPECT_NE(number.find("--set loss.weights=1,x"), std::string::npos) << number;
+  EXPECT_NE(error_with({"loss.weights=1,,2"}).find("empty element"), std::string::npos);
+  EXPECT_NE(error_with({"loss.weights=1,-1"}).find(">= 0"), std::string::npos);
+  EXPECT_NE(error_with({"loss.weights=0,0"}).find("all 0"), std::string::npos);
+  EXPECT_NE(error_with({"loss.balancing=dwa", "loss.weights=", "loss.dwa_temperature=0"})
+                .find("loss.dwa_temperature must be > 0"),
+            std::string::npos);
+  write_file(dir.file("map.yaml"), base + "loss:\n  balancing: fixed\n  weights: {a: 1}\n");
+  const std::string map = error_of([&] { load_train_config(dir.file("map.yaml"), {}); });
+  EXPECT_NE(map.find("loss.weights must be a list"), std::string::npos) << map;
+
+  // A TrainConfig made in code skips validation; the model refuses it instead.
+  TrainConfig code;
+  code.loss_balancing = "dwa";
+  core::nn::Graph graph;
+  EXPECT_NE(error_of([&] { add_model(graph, code, 3); }).find("model.depth_head"),
+            std::string::npos);
+}
+
+// The number after "key": in a metrics line, or the numbers of its [list].
+double json_value(const std::string& line, const std::string& key) {
+  const size_t at = line.find("\"" + key + "\": ");
+  EXPECT_NE(at, std::string::npos) << key << " in " << line;
+  return at == std::string::npos ? NAN : std::stod(line.substr(at + key.size() + 4));
+}
+std::vector<double> json_list(const std::string& line, const std::string& key) {
+  size_t at = line.find("\"" + key + "\": [");
+  std::vector<double> values;
+  if (at == std::string::npos) return values;
+  at += key.size() + 5;
+  const std::string body = line.substr(at, line.find(']', at) - at);
+  for (size_t start = 0; start < body.size();) {
+    const size_t comma = std::min(body.find(',', start), body.size());
+    values.push_back(std::stod(body.substr(start, comma - start)));
+    start = comma + 1;
+  }
+  return values;
+}
+
+// Fixed weights 1, 0: the loss is the segmentation loss exactly and the depth
+// loss sends no gradient, so everything a segmentation-only model has (backbone,
+// decoder, classifier, BatchNorm statistics, optimizer state) trains bitwise equal
+// to that model on the same data.
+TEST(TrainerMultiTask, FixedWeightsOneZeroTrainLikeSegmentationAlone) {
+  cohort::testing::TempDir dir("cohort-fixed");
+  convert_scenes(dir, "multitask");
+  TrainConfig seg = deeplab_config(dir, "seg");
+  seg.eval_shards.clear();
+  TrainConfig fixed = seg;
+  fixed.out_dir = dir.file("fixed");
+  fixed.depth_head = true;
+  fixed.loss_balancing = "fixed";
+  fixed.loss_weights = {1, 0};
+  const auto a = core::io::read_checkpoint(run_training(seg, core::Device::cpu()).checkpoint);
+  const auto b = core::io::read_checkpoint(run_training(fixed, core::Device::cpu()).checkpoint);
+  int compared = 0;
+  for (const auto& [name, t] : a.tensors) {
+    ASSERT_TRUE(b.tensors.count(name)) << name;
+    EXPECT_EQ(t.to_vector(), b.tensors.at(name).to_vector()) << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 300);
+  EXPECT_TRUE(b.tensors.count("model/depth_head.weight"));
+  EXPECT_FALSE(b.tensors.count("model/loss.log_vars")) << "fixed weights are not trained";
+}
+
+// Dynamic Weight Average on 4 short epochs (6 scenes, batch 2: 3 steps each):
+// weights 1 in epochs 0 and 1, then each epoch's weights follow the formula from
+// the two epochs before (means from the logged task losses), the logged total is
+// the weighted sum with them, the checkpoint holds the statistics the last weights
+// came from, and a run stopped at an epoch boundary and mid-epoch, then resumed,
+// ends bitwise equal to an uninterrupted one (weights and sums included).
+TEST(TrainerMultiTask, DwaWeightsFollowTheEpochMeansAndResumeBitwise) {
+  cohort::testing::TempDir dir("cohort-dwa");
+  convert_scenes(dir, "multitask");
+  auto config = [&](const std::string& run) {
+    TrainConfig c = deeplab_config(dir, run);
+    c.depth_head = true;
+    c.loss_balancing = "dwa";
+    c.eval_shards.clear();
+    c.epochs = 4;
+    c.max_steps = 0;
+    c.log_every = 1;
+    return c;
+  };
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  ASSERT_EQ(straight.steps, 12);
+
+  std::vector<std::array<double, 3>> step_losses;  // seg, depth, total per step
+  std::map<int, std::vector<double>> weights;      // by the epoch (0-based) they are for
+  std::ifstream metrics(dir.file("straight") + "/metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    if (line.find("loss_weights") != std::string::npos)
+      weights[static_cast<int>(json_value(line, "epoch"))] = json_list(line, "loss_weights");
+    else
+      step_losses.push_back(
+          {json_value(line, "seg_loss"), json_value(line, "depth_loss"), json_value(line, "loss")});
+  }
+  ASSERT_EQ(step_losses.size(), 12u);
+  ASSERT_EQ(weights.size(), 4u);
+  auto mean = [&](int epoch, int task) {
+    double sum = 0;
+    for (int s = 3 * epoch; s < 3 * epoch + 3; ++s)
+      sum += step_losses[s][task];
+    return sum / 3;
+  };
+  EXPECT_EQ(weights[1], (std::vector<double>{1, 1})) << "lambda = 1 for the first two epochs";
+  for (int e = 2; e <= 4; ++e) {
+    const std::vector<double> hand = core::nn::dwa_weights({mean(e - 1, 0), mean(e - 1, 1)},
+                                                           {mean(e - 2, 0), mean(e - 2, 1)}, 2.0);
+    ASSERT_EQ(weights[e].size(), 2u);
+    for (int k = 0; k < 2; ++k)
+      EXPECT_NEAR(weights[e][k], hand[k], 1e-4) << "epoch " << e << " task " << k;
+  }
+  for (int s = 0; s < 12; ++s) {
+    const std::vector<double> w = s < 6 ? std::vector<double>{1, 1} : weights[s / 3];
+    const auto& l = step_losses[s];
+    EXPECT_NEAR(l[2], w[0] * l[0] + w[1] * l[1], 1e-4 * std::max(1.0, std::abs(l[2])))
+        << "step " << s + 1;
+  }
+
+  const auto state = core::io::read_checkpoint(straight.checkpoint).tensors;
+  const std::vector<double> stats = state.at("model/loss.dwa_stats").to_vector();
+  const std::vector<double> final_weights = state.at("model/loss.weights").to_vector();
+  ASSERT_EQ(stats.size(), 9u);
+  EXPECT_EQ(stats[2], 0.0) << "the next epoch's sums start empty";
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_NEAR(stats[3 + k], mean(3, k), 1e-4 * mean(3, k)) << "row 1: epoch 3's means";
+    EXPECT_NEAR(stats[6 + k], mean(2, k), 1e-4 * mean(2, k)) << "row 2: epoch 2's means";
+  }
+  EXPECT_EQ(stats[5], 3.0);
+  EXPECT_EQ(stats[8], 3.0);
+  const std::vector<double> hand =
+      core::nn::dwa_weights({stats[3], stats[4]}, {stats[6], stats[7]}, 2.0);
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_NEAR(final_weights[k], hand[k], 1e-6);
+    EXPECT_NE(final_weights[k], 1.0) << "DWA moved the weights";
+  }
+
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 3;  // stops right after epoch 0's boundary
+  const TrainResult first = run_training(sliced, core::Device::cpu());
+  EXPECT_TRUE(first.stopped);
+  EXPECT_EQ(first.steps, 3);
+  sliced.stop_after_steps = 4;  // step 7: in the middle of epoch 2
+  EXPECT_EQ(run_training(sliced, core::Device::cpu()).steps, 7);
+  sliced.stop_after_steps = 0;
+  const TrainResult resumed = run_training(sliced, core::Device::cpu());
+  EXPECT_EQ(resumed.steps, 12);
+  EXPECT_EQ(resumed.steps_this_run, 5);
+  expect_same_training_state(straight.checkpoint, resumed.checkpoint);
 }
 
 }  // namespace

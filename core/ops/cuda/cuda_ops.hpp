@@ -72,6 +72,10 @@ std::vector<Tensor> uncertainty_weighted_sum_backward(Context& ctx, const Tensor
                                                       const std::vector<Tensor>& losses,
                                                       const Tensor& log_vars, Tensor& dlog_vars,
                                                       bool accumulate);
+Tensor weighted_loss_sum(Context& ctx, const std::vector<Tensor>& losses, const Tensor& weights);
+std::vector<Tensor> weighted_loss_sum_backward(Context& ctx, const Tensor& dtotal,
+                                               const Tensor& weights);
+void accumulate_loss_sums(Context& ctx, const std::vector<Tensor>& losses, Tensor& sums);
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);
 Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
