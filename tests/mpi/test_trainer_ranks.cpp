@@ -152,6 +152,62 @@ TEST(TrainRanks, AStopSignalOnOneRankStopsEveryRankAtTheSameStep) {
   }
 }
 
+// Multi-task DWA as ranks (ZeRO-2): the epoch loss sums are reduced over the
+// ranks on the device every step, so rank 0's checkpoint holds what every rank
+// needs; a run stopped at an epoch boundary and resumed ends bitwise equal to an
+// uninterrupted one, and the weights have moved from 1 by the last epoch.
+TEST(TrainRanks, DwaLossBalancingResumesBitwiseAcrossAnEpochBoundary) {
+  SharedDir runs;
+  int status = 0;
+  if (mpitest::world_rank() == 0)
+    status =
+        data::run_convert({"synthetic-scenes", "--kind", "multitask", "--count", "8", "--width",
+                           "96", "--height", "48", "--out", runs.file("train"), "--quiet"});
+  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  ASSERT_EQ(status, 0);
+  auto config = [&](const std::string& run) {
+    TrainConfig c;
+    c.model = "deeplabv3plus";
+    c.num_classes = 19;
+    c.depth_head = true;
+    c.loss_balancing = "dwa";
+    c.train_shards = runs.file("train");
+    c.out_dir = runs.file(run);
+    c.batch = 8;  // one step per epoch; 2 samples per rank at 4 ranks (image-pooling BN)
+    c.crop_height = 48;
+    c.crop_width = 48;
+    c.threads = 1;
+    c.epochs = 4;
+    c.warmup_steps = 0;
+    c.lr = 0.01;
+    c.zero_stage = 2;
+    return c;
+  };
+  Ranks ranks;
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu(), ranks.get());
+  EXPECT_EQ(straight.steps, 4);
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 2;  // right after epoch 1's boundary: weights computed next
+  EXPECT_TRUE(run_training(sliced, core::Device::cpu(), ranks.get()).stopped);
+  sliced.stop_after_steps = 0;
+  const TrainResult resumed = run_training(sliced, core::Device::cpu(), ranks.get());
+  EXPECT_EQ(resumed.steps, 4);
+  if (mpitest::world_rank() == 0) {
+    const core::io::CheckpointData a = core::io::read_checkpoint(straight.checkpoint);
+    const core::io::CheckpointData b = core::io::read_checkpoint(resumed.checkpoint);
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (const auto& [name, t] : a.tensors)
+      EXPECT_EQ(t.to_vector(), b.tensors.at(name).to_vector()) << name;
+    const std::vector<double> w = a.tensors.at("model/loss.weights").to_vector();
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_NE(w[0], 1.0) << "DWA moved the weights after two epochs";
+    EXPECT_NEAR(w[0] + w[1], 2.0, 1e-6) << "K weights sum to K";
+    // Each epoch's count is its steps times the ranks (one loss per rank per step).
+    const std::vector<double> stats = a.tensors.at("model/loss.dwa_stats").to_vector();
+    EXPECT_EQ(stats[5], static_cast<double>(mpitest::world_size()));
+  }
+}
+
 // `cohort eval` as ranks: each image is scored once across the ranks (5 images do
 // not split evenly over 2 or 4), so the summed confusion matrix, the scores and
 // the prediction files equal those of one process evaluating the same checkpoint.
