@@ -213,6 +213,9 @@ void ZeroDataParallel::prepare_backward(Context& ctx, bool accumulate, bool last
   }
   m_accumulate = accumulate;
   m_armed = true;
+  // Stage 3's backward prefetch predicts only layers backward will run (a frozen
+  // backbone below the trainable layers is skipped, hooks included).
+  if (m_options.stage == 3) m_runs_backward = m_graph.nodes_needing_grad();
   if (m_options.grad_reduction == GradReduction::reduce_scatter) {
     m_full_grads =
         Tensor::zeros(Shape{m_layout.padded()}, DType::f32, m_graph.device(), ctx.stream());
@@ -431,8 +434,8 @@ void ZeroDataParallel::step(Context& ctx, double lr, const Tensor& skip_flag) {
       return;
     }
     default: {
-      // A layer whose forward threw never released its gathered copy, and a
-      // prefetch the last pass did not use: both would be stale now.
+      // A layer whose forward threw never released its gathered copy, and
+      // prefetches the last pass did not use: both would be stale now.
       for (core::nn::NodeId id = 0; id < m_graph.num_nodes(); ++id)
         if (m_gathered[static_cast<size_t>(id)].defined()) release_layer(id, *m_graph.layer(id));
       drop_prefetch();
@@ -490,41 +493,57 @@ void ZeroDataParallel::install_gather(Context& ctx, LayerGather& g, core::nn::La
 }
 
 void ZeroDataParallel::drop_prefetch() {
-  if (m_prefetch.node < 0) return;
   // Dropping the works waits for the broadcasts (device backends: orders the
-  // issuing stream after them), so the buffer is released safely after them.
-  m_prefetch.works.clear();
-  m_gathered_bytes -= static_cast<int64_t>(m_prefetch.buffer.nbytes());
-  m_prefetch = LayerGather();
+  // issuing stream after them), so the buffers are released safely after them.
+  for (LayerGather& g : m_prefetch) {
+    g.works.clear();
+    m_gathered_bytes -= static_cast<int64_t>(g.buffer.nbytes());
+  }
+  m_prefetch.clear();
 }
 
 core::nn::NodeId ZeroDataParallel::next_param_layer(core::nn::NodeId id, bool backward) const {
   const auto it = std::lower_bound(m_param_layers.begin(), m_param_layers.end(), id);
   if (it == m_param_layers.end() || *it != id) return -1;
-  if (backward) return it == m_param_layers.begin() ? -1 : *std::prev(it);
+  if (backward) {
+    for (auto prev = it; prev != m_param_layers.begin();) {
+      --prev;
+      const auto k = static_cast<size_t>(*prev);
+      if (k >= m_runs_backward.size() || m_runs_backward[k]) return *prev;
+    }
+    return -1;
+  }
   return std::next(it) == m_param_layers.end() ? -1 : *std::next(it);
 }
 
 void ZeroDataParallel::gather_layer(Context& ctx, core::nn::NodeId id, core::nn::Layer& layer,
                                     bool backward) {
-  if (m_prefetch.node == id) {
-    install_gather(ctx, m_prefetch, layer);
+  if (!m_prefetch.empty() && m_prefetch.front().node == id) {
+    install_gather(ctx, m_prefetch.front(), layer);
+    m_prefetch.pop_front();
   } else if (!m_gathered[static_cast<size_t>(id)].defined()) {
     // Not the layer predicted (forward of a subgraph, a layer backward skips):
-    // the prefetch is wasted. Every rank runs the same layers, so every rank
-    // drops it and issues the same gathers.
+    // the prefetches are wasted. Every rank runs the same layers, so every rank
+    // drops them and issues the same gathers.
     drop_prefetch();
     LayerGather g = start_gather(ctx, id, layer);
     install_gather(ctx, g, layer);
   }
   if (!m_options.prefetch) return;
-  // The next layer's gather runs while this layer computes; it is waited for in
-  // that layer's before-hook. At most this layer and the next are gathered.
-  const core::nn::NodeId next = next_param_layer(id, backward);
-  if (next < 0 || m_prefetch.node == next || m_gathered[static_cast<size_t>(next)].defined())
-    return;
-  drop_prefetch();
-  m_prefetch = start_gather(ctx, next, *m_graph.layer(next));
+  // The next layers' gathers run while this layer computes; each is waited for in
+  // that layer's before-hook. In flight: the layers after this one in the pass's
+  // order until their bytes reach prefetch_bytes (at least one layer).
+  int64_t in_flight = 0;
+  for (const LayerGather& g : m_prefetch)
+    in_flight += static_cast<int64_t>(g.buffer.nbytes());
+  core::nn::NodeId last = m_prefetch.empty() ? id : m_prefetch.back().node;
+  while (m_prefetch.empty() || in_flight < static_cast<int64_t>(m_options.prefetch_bytes)) {
+    const core::nn::NodeId next = next_param_layer(last, backward);
+    if (next < 0 || m_gathered[static_cast<size_t>(next)].defined()) return;
+    m_prefetch.push_back(start_gather(ctx, next, *m_graph.layer(next)));
+    in_flight += static_cast<int64_t>(m_prefetch.back().buffer.nbytes());
+    last = next;
+  }
 }
 
 void ZeroDataParallel::release_layer(core::nn::NodeId id, core::nn::Layer& layer) {

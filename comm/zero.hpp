@@ -18,8 +18,8 @@
 //     buckets in flight (a bucket is allocated when backward reaches its first
 //     layer and freed once reduced); `reduce_scatter`: one W * S buffer.
 //   stage 3 parameters: the gathered parameters of the layer running plus, with
-//     `prefetch` (default), those of the next layer in execution order, being
-//     gathered meanwhile: at most two layers adjacent in that order
+//     `prefetch` (default), those of the next layers in execution order, being
+//     gathered meanwhile: the next one, or as many as `prefetch_bytes` takes
 //     (ZeroMemory::largest_gathered); one layer without prefetch.
 //
 // Per stage:
@@ -47,9 +47,10 @@
 //      hooks) its parameters are gathered into a temporary buffer (one broadcast
 //      from each owner of part of the layer's range) that the layer's views point
 //      into, released right after the layer. With `prefetch`, the hook of layer
-//      i also starts the gather of the next layer with parameters in the pass's
-//      order (forward: the next node id; backward: the previous), and layer
-//      i+1's hook only waits for it, so gathers overlap compute. The prediction
+//      i also starts the gathers of the next layers with parameters in the pass's
+//      order (forward: the next node ids; backward: the previous; one layer, or
+//      up to `prefetch_bytes` of them), and their hooks only wait, so gathers
+//      overlap compute. The prediction
 //      depends on the graph alone, so every rank makes the same one; when the
 //      next layer that runs is another (a forward of a subgraph, a layer
 //      backward skips) the prefetch is dropped (after it completed) and that
@@ -97,6 +98,7 @@
 // this rank's part): use comm::save_zero_checkpoint.
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -138,9 +140,14 @@ struct ZeroOptions {
   GradReduction grad_reduction = GradReduction::bucketed;  // stages 2, 3
   bool sync_batch_norm = true;
   bool bf16_gradients = false;  // stages 0, 1 (DataParallel)
-  // Stage 3: gather the next layer's parameters while the current layer runs
-  // (two layers gathered at once instead of one). Results are bitwise the same.
+  // Stage 3: gather the next layers' parameters while the current layer runs.
+  // Results are bitwise the same. In flight at once: the layers following the
+  // running one in the pass's order until their bytes reach prefetch_bytes, at
+  // least one (0: exactly the next layer). A larger window hides the gathers of
+  // big layers behind several small ones (a conv behind BN and ReLU), at the
+  // price of that many more bytes gathered at once.
   bool prefetch = true;
+  size_t prefetch_bytes = 0;
 };
 
 // Bytes one rank holds, summed over the distinct storages its tensors use.
@@ -158,7 +165,7 @@ struct ZeroMemory {
   int64_t largest_bucket = 0;  // stages 2, 3 (bucketed): the largest gradient bucket
   int64_t largest_layer = 0;   // stage 3: the largest layer's parameters, gathered
   // Stage 3: the most gathered parameter bytes alive at once: largest_layer, or
-  // with prefetch the largest two layers adjacent in execution order.
+  // with prefetch the largest run of a layer and its prefetch window.
   int64_t largest_gathered = 0;
   int64_t persistent() const { return parameters + gradients + optimizer; }
 };
@@ -278,15 +285,15 @@ class ZeroDataParallel {
     std::vector<WorkPtr> works;
   };
   // Makes the layer's parameters available (from the prefetch when it was
-  // predicted) and, with prefetch, starts the gather of the layer after it in
-  // this pass's order.
+  // predicted) and, with prefetch, tops up the gathers of the layers after it in
+  // this pass's order (prefetch_bytes).
   void gather_layer(core::Context& ctx, core::nn::NodeId id, core::nn::Layer& layer, bool backward);
   LayerGather start_gather(core::Context& ctx, core::nn::NodeId id, const core::nn::Layer& layer);
   // Waits for `gather` and points the layer's parameter views into its buffer.
   void install_gather(core::Context& ctx, LayerGather& gather, core::nn::Layer& layer);
   void drop_prefetch();
-  // The layer with parameters that runs after `id` in forward (or backward)
-  // order when every layer runs; -1 at the end.
+  // The layer with parameters that runs after `id` in forward order when every
+  // layer runs, or in backward order among the layers backward runs; -1 at the end.
   core::nn::NodeId next_param_layer(core::nn::NodeId id, bool backward) const;
   void release_layer(core::nn::NodeId id, core::nn::Layer& layer);
 
@@ -314,8 +321,9 @@ class ZeroDataParallel {
 
   // Gathered parameters (stage 3), per node.
   std::vector<core::Tensor> m_gathered;
-  std::vector<core::nn::NodeId> m_param_layers;             // nodes with parameters, ascending
-  LayerGather m_prefetch;                                   // the next layer's gather in flight
+  std::vector<core::nn::NodeId> m_param_layers;  // nodes with parameters, ascending
+  std::deque<LayerGather> m_prefetch;  // the next layers' gathers in flight, in pass order
+  std::vector<bool> m_runs_backward;   // per node, from the last prepare_backward
   int64_t m_gathered_bytes = 0, m_peak_gathered_bytes = 0;  // prefetch included
   double m_exposed_seconds = 0;
   std::unique_ptr<core::StreamInterval> m_exposed;

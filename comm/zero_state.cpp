@@ -44,7 +44,8 @@ ZeroMemory ZeroDataParallel::memory() const {
   seen.add(m_param_shard, m.parameters);
   for (const Tensor& t : m_gathered)
     seen.add(t, m.parameters);
-  seen.add(m_prefetch.buffer, m.parameters);
+  for (const LayerGather& g : m_prefetch)
+    seen.add(g.buffer, m.parameters);
   for (const Parameter& p : m_graph.parameters()) {
     seen.add(p.value, m.parameters);
     seen.add(p.compute, m.parameters);
@@ -67,17 +68,28 @@ ZeroMemory ZeroDataParallel::memory() const {
     for (const Bucket& b : m_buckets)
       m.largest_bucket = std::max(m.largest_bucket, b.count * f);
   if (m_options.stage == 3) {
-    // The running layer and, with prefetch, the next one in either pass's
-    // order: neighbours in m_param_layers (a misprediction drops the prefetch
-    // before gathering, so no other pair is ever held).
-    int64_t previous = 0;
+    // The running layer and, with prefetch, its window: the layers after it in
+    // either pass's order (neighbours in m_param_layers) until their bytes reach
+    // prefetch_bytes, at least one. A misprediction drops the window before
+    // gathering, so nothing else is ever held.
+    std::vector<int64_t> bytes;
     for (core::nn::NodeId id : m_param_layers) {
       const auto [lo, hi] = layer_range(*m_graph.layer(id));
-      const int64_t bytes = (hi - lo) * f;
-      m.largest_layer = std::max(m.largest_layer, bytes);
-      m.largest_gathered =
-          std::max(m.largest_gathered, m_options.prefetch ? previous + bytes : bytes);
-      previous = bytes;
+      bytes.push_back((hi - lo) * f);
+      m.largest_layer = std::max(m.largest_layer, bytes.back());
+    }
+    const int64_t n = static_cast<int64_t>(bytes.size());
+    const int64_t budget = static_cast<int64_t>(m_options.prefetch_bytes);
+    for (int64_t i = 0; i < n; ++i) {
+      for (const int64_t direction : {1, -1}) {
+        int64_t held = bytes[static_cast<size_t>(i)], window = 0, taken = 0;
+        for (int64_t j = i + direction; m_options.prefetch && j >= 0 && j < n; j += direction) {
+          if (taken > 0 && window >= budget) break;
+          window += bytes[static_cast<size_t>(j)];
+          ++taken;
+        }
+        m.largest_gathered = std::max(m.largest_gathered, held + window);
+      }
     }
   }
   return m;

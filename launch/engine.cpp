@@ -7,14 +7,17 @@ namespace cohort::launch {
 TrainingEngine::TrainingEngine(core::nn::Graph& graph,
                                const core::optim::OptimizerConfig& optimizer,
                                comm::Communicator* grads, int zero_stage)
+    : TrainingEngine(graph, optimizer, grads, comm::ZeroOptions{.stage = zero_stage}) {}
+
+TrainingEngine::TrainingEngine(core::nn::Graph& graph,
+                               const core::optim::OptimizerConfig& optimizer,
+                               comm::Communicator* grads, const comm::ZeroOptions& parallel)
     : m_graph(graph) {
   if (grads == nullptr) {
     m_optimizer = std::make_unique<core::optim::Optimizer>(graph, optimizer);
     return;
   }
-  comm::ZeroOptions zo;
-  zo.stage = zero_stage;
-  m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *grads, zo, optimizer);
+  m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *grads, parallel, optimizer);
 }
 
 void TrainingEngine::prepare(core::Context& ctx) {

@@ -24,6 +24,10 @@ class TrainingEngine {
   // Collective when `grads` is given (ZeroDataParallel broadcasts rank 0's state).
   TrainingEngine(core::nn::Graph& graph, const core::optim::OptimizerConfig& optimizer,
                  comm::Communicator* grads, int zero_stage);
+  // The same with every data-parallel setting (stage, bucket size, bf16
+  // gradients, SyncBatchNorm, stage-3 prefetch window); ignored alone.
+  TrainingEngine(core::nn::Graph& graph, const core::optim::OptimizerConfig& optimizer,
+                 comm::Communicator* grads, const comm::ZeroOptions& parallel);
 
   // Before backward / after backward (waits for the gradient reductions).
   void prepare(core::Context& ctx);

@@ -144,6 +144,10 @@ const std::vector<Field>& fields() {
       number("schedule", "epochs", &TrainConfig::epochs),
       number("schedule", "max_steps", &TrainConfig::max_steps),
       number("parallel", "zero_stage", &TrainConfig::zero_stage),
+      number("parallel", "bucket_mib", &TrainConfig::bucket_mib),
+      flag("parallel", "bf16_gradients", &TrainConfig::bf16_gradients),
+      flag("parallel", "sync_batch_norm", &TrainConfig::sync_batch_norm),
+      number("parallel", "prefetch_mib", &TrainConfig::prefetch_mib),
       number("checkpoint", "every_steps", &TrainConfig::checkpoint_every),
       flag("checkpoint", "resume", &TrainConfig::resume),
       number("checkpoint", "keep_last", &TrainConfig::keep_last),
@@ -285,6 +289,16 @@ void validate(const TrainConfig& c) {
                fmt::format("config: schedule.max_steps must be >= 0, got {}", c.max_steps));
   COHORT_CHECK(c.zero_stage >= 0 && c.zero_stage <= 3,
                fmt::format("config: parallel.zero_stage must be 0-3, got {}", c.zero_stage));
+  COHORT_CHECK(
+      c.bucket_mib > 0 && c.bucket_mib <= 4096,
+      fmt::format("config: parallel.bucket_mib must be in (0, 4096], got {}", c.bucket_mib));
+  COHORT_CHECK(
+      c.prefetch_mib >= 0 && c.prefetch_mib <= 65536,
+      fmt::format("config: parallel.prefetch_mib must be in [0, 65536], got {}", c.prefetch_mib));
+  COHORT_CHECK(!c.bf16_gradients || c.zero_stage <= 1,
+               fmt::format("config: parallel.bf16_gradients is for zero_stage 0 and 1 (stages 2 "
+                           "and 3 reduce f32 gradient shards), got zero_stage {}",
+                           c.zero_stage));
   COHORT_CHECK(c.checkpoint_every >= 0, fmt::format("config: checkpoint.every_steps must be >= 0, "
                                                     "got {}",
                                                     c.checkpoint_every));

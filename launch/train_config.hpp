@@ -10,10 +10,12 @@
 //               this invocation: time-sliced jobs; 0 = never)
 //   model:      kind (small_cnn | resnet | deeplabv3plus), num_classes, depth
 //               (ResNet 18|34|50|101, for resnet and DeepLab's backbone),
-//               output_stride (8|16, DeepLab), pretrained (torchvision ImageNet
-//               ResNet weights in safetensors, from tools/export_torchvision_
-//               safetensors.py: the whole ResNet but its fc head, or DeepLab's
-//               backbone; empty = random initialisation), freeze_backbone_steps
+//               output_stride (8|16, DeepLab), pretrained (the whole ResNet but its
+//               fc head, or DeepLab's backbone, from torchvision ImageNet ResNet
+//               weights in safetensors (tools/export_torchvision_safetensors.py) or
+//               from a resnet checkpoint of `cohort train` (runs/x/checkpoint.h5;
+//               its model/ entries but fc.*); the file's content tells which;
+//               empty = random initialisation), freeze_backbone_steps
 //               (fine-tuning: the backbone -- all of a resnet but fc, DeepLab's
 //               backbone.* -- stays frozen for the first N steps, then trains),
 //               depth_head (deeplabv3plus on multitask shards: segmentation + depth,
@@ -31,7 +33,10 @@
 //               crop, flip, colour jitter), eval_crop (full|center)
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
 //   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
-//   parallel:   zero_stage (0-3)
+//   parallel:   zero_stage (0-3), bucket_mib (gradient buckets, 25), bf16_gradients
+//               (stages 0/1: all-reduce gradients in bf16), sync_batch_norm (true:
+//               batch statistics over all ranks), prefetch_mib (stage 3: parameter
+//               gathers in flight ahead of the running layer; 0 = the next layer)
 //   checkpoint: every_steps (0: only at the end and on a stop signal), resume,
 //               keep_last (checkpoint-<step>.h5 files kept; checkpoint.h5 links
 //               the newest; a damaged newest one is set aside on resume)
@@ -82,6 +87,10 @@ struct TrainConfig {
   int64_t max_steps = 0;  // > 0: stop after this many steps (of the whole schedule)
   // parallel
   int zero_stage = 0;
+  double bucket_mib = 25;
+  bool bf16_gradients = false;
+  bool sync_batch_norm = true;
+  double prefetch_mib = 0;
   // checkpoint
   int64_t checkpoint_every = 0;
   bool resume = true;  // continue from the newest good checkpoint in out_dir

@@ -147,16 +147,18 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   core::nn::Graph graph;
   const ModelNodes nodes = add_model(graph, c, train_set.spec().channels);
   graph.build(device, c.seed, compute);
-  // ImageNet backbone weights before the engine: it broadcasts rank 0's parameters.
+  // Pretrained backbone weights (torchvision ImageNet safetensors, or a ResNet
+  // checkpoint of `cohort train`; the file's content decides) before the engine:
+  // it broadcasts rank 0's parameters.
   if (!c.pretrained.empty() && !resume) {
     models::ImportOptions io;
     io.graph_prefix = c.model == "deeplabv3plus" ? "backbone." : "";  // resnet: as named
     io.ignore_file_prefixes = {"fc."};
     io.strict = true;
-    const models::ImportReport report = models::import_torchvision_weights(c.pretrained, graph, io);
+    const models::ImportReport report = models::import_pretrained_weights(c.pretrained, graph, io);
     if (talk)
-      fmt::print("pretrained: {} tensors from {} ({} ignored)\n", report.loaded, c.pretrained,
-                 report.ignored.size());
+      fmt::print("pretrained: {} tensors from {} ({}; {} ignored)\n", report.loaded, c.pretrained,
+                 report.format, report.ignored.size());
   }
   core::Context ctx(device);
   ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank));  // dropout differs per rank
@@ -165,7 +167,13 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   oc.momentum = c.momentum;
   oc.nesterov = c.nesterov;
   oc.weight_decay = c.weight_decay;
-  TrainingEngine engine(graph, oc, ranks.grads, c.zero_stage);  // collective with ranks
+  comm::ZeroOptions parallel;
+  parallel.stage = c.zero_stage;
+  parallel.bucket_bytes = static_cast<size_t>(c.bucket_mib * (1 << 20));
+  parallel.bf16_gradients = c.bf16_gradients;
+  parallel.sync_batch_norm = c.sync_batch_norm;
+  parallel.prefetch_bytes = static_cast<size_t>(c.prefetch_mib * (1 << 20));
+  TrainingEngine engine(graph, oc, ranks.grads, parallel);  // collective with ranks
   // Multi-task loss.balancing dwa: the loss node keeps its weights and epoch sums
   // as buffers (in checkpoints); with ranks, each step's task losses are summed
   // over them on the device (like SyncBatchNorm's statistics), so every rank
@@ -240,7 +248,9 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     result.eval_depth_rmse = r.depth_rmse;
     if (!talk) return;
     std::vector<std::string> names;
-    for (const data::ClassEntry& e : data::ShardSet::open(c.eval_shards).spec().classes)
+    // The set outlives the loop (a range-for over a temporary's member dangles).
+    const data::ShardSet eval_set = data::ShardSet::open(c.eval_shards);
+    for (const data::ClassEntry& e : eval_set.spec().classes)
       names.push_back(e.name);
     fmt::print("{}", describe(r, names));
     std::string json =

@@ -2,9 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 
+#include "core/io/checkpoint.hpp"
 #include "core/io/safetensors.hpp"
+#include "core/io/training_state.hpp"
 #include "core/io/weight_layout.hpp"
 
 namespace cohort::models {
@@ -73,6 +79,60 @@ ImportReport import_torchvision_weights(const std::string& path, core::nn::Graph
   graph.refresh_compute_weights(ctx);
   ctx.synchronize();  // the host sources die with this function
   report.loaded = static_cast<int>(copies.size());
+  report.format = "torchvision safetensors";
+  return report;
+}
+
+WeightsFormat detect_weights_format(const std::string& path) {
+  namespace fs = std::filesystem;
+  const std::string expected =
+      "model.pretrained must be torchvision weights in safetensors (.safetensors, from "
+      "tools/export_torchvision_safetensors.py) or a cohort checkpoint (.h5, written by "
+      "`cohort train`)";
+  std::error_code ec;
+  COHORT_CHECK(fs::is_regular_file(path, ec),  // follows checkpoint.h5's symlink
+               fmt::format("pretrained weights {}: no such file; {}", path, expected));
+  const uint64_t size = fs::file_size(path, ec);
+  std::array<unsigned char, 9> head{};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(head.data()), head.size());
+  const auto got = static_cast<size_t>(in.gcount());
+  // HDF5's superblock signature; cohort writes its checkpoints with the
+  // superblock at offset 0.
+  constexpr std::array<unsigned char, 8> kHdf5 = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (got >= kHdf5.size() && std::memcmp(head.data(), kHdf5.data(), kHdf5.size()) == 0)
+    return WeightsFormat::cohort_checkpoint;
+  if (got == head.size()) {
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i)
+      header = (header << 8) | head[static_cast<size_t>(i)];
+    if (head[8] == '{' && header >= 2 && header <= size - 8) return WeightsFormat::safetensors;
+  }
+  const std::string extension = fs::path(path).extension().string();
+  COHORT_FAIL(fmt::format(
+      "pretrained weights {}: {} bytes{} that are neither safetensors nor "
+      "HDF5; {}",
+      path, size, extension.empty() ? "" : fmt::format(" ({} file)", extension), expected));
+}
+
+ImportReport import_pretrained_weights(const std::string& path, core::nn::Graph& graph,
+                                       const ImportOptions& options) {
+  if (detect_weights_format(path) == WeightsFormat::safetensors)
+    return import_torchvision_weights(path, graph, options);
+  core::io::ModelWeightsMapping mapping;
+  mapping.graph_prefix = options.graph_prefix;
+  mapping.skip_prefixes = options.ignore_file_prefixes;
+  mapping.strict = options.strict;
+  const core::io::CheckpointData data = core::io::read_checkpoint(path);
+  const core::io::ModelWeightsReport loaded =
+      core::io::load_model_weights(data, graph, mapping, path);
+  ImportReport report;
+  report.loaded = loaded.loaded;
+  report.ignored = loaded.skipped;
+  const auto step = data.integers.find("step");
+  report.format = step == data.integers.end()
+                      ? std::string("cohort checkpoint")
+                      : fmt::format("cohort checkpoint at step {}", step->second);
   return report;
 }
 

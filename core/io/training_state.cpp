@@ -226,4 +226,71 @@ void load_model_weights(const std::string& path, nn::Graph& graph, bool strict) 
   load_model_weights(read_checkpoint(path), graph, strict);
 }
 
+ModelWeightsReport load_model_weights(const CheckpointData& data, nn::Graph& graph,
+                                      const ModelWeightsMapping& mapping,
+                                      const std::string& source) {
+  const std::map<std::string, Tensor> targets = graph.state();
+  auto skipped = [&](const std::string& name) {
+    for (const std::string& prefix : mapping.skip_prefixes)
+      if (starts_with(name, prefix)) return true;
+    return false;
+  };
+  ModelWeightsReport report;
+  std::vector<std::string> problems;
+  std::map<std::string, const Tensor*> sources;  // graph name -> checkpoint tensor
+  for (auto it = data.tensors.lower_bound(kModelPrefix); it != data.tensors.end(); ++it) {
+    if (!starts_with(it->first, kModelPrefix)) break;  // past the model/ subtree
+    const std::string name = it->first.substr(std::string(kModelPrefix).size());
+    const Tensor& t = it->second;
+    if (skipped(name)) {
+      report.skipped.push_back(name);
+      continue;
+    }
+    const std::string graph_name = mapping.graph_prefix + name;
+    const auto target = targets.find(graph_name);
+    if (target == targets.end()) {
+      problems.push_back(fmt::format("unexpected: '{}' ({}) has no graph entry '{}'", it->first,
+                                     describe(t), graph_name));
+      continue;
+    }
+    if (t.shape() != target->second.shape() || t.dtype() != target->second.dtype()) {
+      problems.push_back(fmt::format("{} mismatch: '{}': checkpoint {} vs model '{}' {}",
+                                     t.shape() != target->second.shape() ? "shape" : "dtype",
+                                     it->first, describe(t), graph_name, describe(target->second)));
+      continue;
+    }
+    sources.emplace(graph_name, &t);
+  }
+  if (mapping.strict)
+    for (const auto& [graph_name, t] : targets) {
+      if (!starts_with(graph_name, mapping.graph_prefix) || sources.contains(graph_name)) continue;
+      const std::string name = graph_name.substr(mapping.graph_prefix.size());
+      const bool reported = data.tensors.contains(kModelPrefix + name);  // mis-shaped above
+      if (!skipped(name) && !reported)
+        problems.push_back(fmt::format("missing: '{}{}' (model '{}' expects {})", kModelPrefix,
+                                       name, graph_name, describe(t)));
+    }
+  if (sources.empty() && problems.empty())
+    problems.push_back(
+        fmt::format("no '{}' entries to load: not a training checkpoint of a "
+                    "model with these names",
+                    kModelPrefix));
+  if (!problems.empty()) {
+    std::string message = fmt::format("weights from checkpoint {}: {} problem{}; nothing loaded",
+                                      source, problems.size(), problems.size() == 1 ? "" : "s");
+    for (const std::string& p : problems)
+      message += "\n  " + p;
+    COHORT_FAIL(message);
+  }
+  Context ctx(graph.device());
+  for (const auto& [graph_name, t] : sources) {
+    Tensor destination = targets.at(graph_name);  // shares storage with the graph's tensor
+    destination.copy_from(*t, ctx.stream());
+  }
+  graph.refresh_compute_weights(ctx);  // 16-bit compute copies follow the loaded masters
+  ctx.synchronize();                   // the caller's host sources may die after the return
+  report.loaded = static_cast<int>(sources.size());
+  return report;
+}
+
 }  // namespace cohort::core::io

@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/context.hpp"
 #include "core/io/checkpoint.hpp"
@@ -99,5 +100,25 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
 void load_model_weights(const std::string& path, nn::Graph& graph, bool strict);
 // The same from a checkpoint already read (e.g. for its config as well).
 void load_model_weights(const CheckpointData& data, nn::Graph& graph, bool strict);
+
+// Part of a checkpoint's model in a graph of another shape, e.g. a classification
+// run's ResNet as the backbone of a fine-tuned model: checkpoint entry
+// "model/<name>" goes to graph entry graph_prefix + <name>, except the names that
+// start with one of skip_prefixes (the old head: "fc.").
+struct ModelWeightsMapping {
+  std::string graph_prefix;                // "backbone." (DeepLab), "" (same names)
+  std::vector<std::string> skip_prefixes;  // checkpoint names left out ("fc.")
+  bool strict = true;  // graph entries under graph_prefix, but skipped ones, must be given
+};
+struct ModelWeightsReport {
+  int loaded = 0;
+  std::vector<std::string> skipped;  // checkpoint names left out by skip_prefixes
+};
+// Every problem -- a checkpoint entry with no graph entry, a shape or dtype
+// mismatch, a graph entry the checkpoint lacks (strict) -- is reported by name in
+// one cohort::Error naming `source` (the file) before anything is written.
+ModelWeightsReport load_model_weights(const CheckpointData& data, nn::Graph& graph,
+                                      const ModelWeightsMapping& mapping,
+                                      const std::string& source);
 
 }  // namespace cohort::core::io

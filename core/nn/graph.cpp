@@ -251,16 +251,11 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
                "run forward again (backward from several losses at once: pass them together)");
   m_backward_done = true;
 
-  // requires_grad: the node has a trainable parameter or depends on one that does.
-  std::vector<bool> needs_grad(n, false), has_trainable(n, false);
-  for (size_t i = 0; i < n; ++i) {
+  const std::vector<bool> needs_grad = nodes_needing_grad();
+  std::vector<bool> has_trainable(n, false);
+  for (size_t i = 0; i < n; ++i)
     for (size_t pi : m_nodes[i].param_indices)
       has_trainable[i] = has_trainable[i] || m_params[pi].trainable;
-    bool r = has_trainable[i];
-    for (NodeId in : m_nodes[i].inputs)
-      r = r || needs_grad[in];
-    needs_grad[i] = r;
-  }
 
   std::vector<Tensor> grads(n);
   for (const Seed& s : seeds) {
@@ -416,6 +411,21 @@ void Graph::relocate_flat_grads(Context& ctx, const Tensor& destination) {
   // ctx's work on it (the copy above, earlier steps) finish first.
   if (m_flat_grads.defined()) ctx.synchronize();
   m_flat_grads = destination;
+}
+
+std::vector<bool> Graph::nodes_needing_grad() const {
+  // requires_grad: the node has a trainable parameter or depends on one that does.
+  const size_t n = m_nodes.size();
+  std::vector<bool> needs_grad(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    bool r = false;
+    for (size_t pi : m_nodes[i].param_indices)
+      r = r || m_params[pi].trainable;
+    for (NodeId in : m_nodes[i].inputs)
+      r = r || needs_grad[in];
+    needs_grad[i] = r;
+  }
+  return needs_grad;
 }
 
 int Graph::set_trainable(const std::string& prefix, bool trainable) {

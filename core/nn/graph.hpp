@@ -130,6 +130,10 @@ class Graph {
   // The node's layer; nullptr for graph inputs.
   Layer* layer(NodeId id) { return m_nodes.at(id).layer.get(); }
   int num_nodes() const { return static_cast<int>(m_nodes.size()); }
+  // Per node: whether backward computes anything there, i.e. the node has a
+  // trainable parameter or an input that depends on one (backward skips the
+  // others, hooks included). Follows set_trainable.
+  std::vector<bool> nodes_needing_grad() const;
   Device device() const { return m_device; }
   DType compute_dtype() const { return m_compute; }
 

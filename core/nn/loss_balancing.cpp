@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/nn/layers.hpp"
 
@@ -116,8 +117,17 @@ std::vector<double> WeightedLossSum::finish_epoch(Context& ctx) {
   // Values are rounded to the buffers' f32 before they are used, so the weights
   // are exactly those of the statistics a checkpoint holds.
   std::vector<double> next(static_cast<size_t>(3 * row), 0.0);
-  for (int64_t k = 0; k < m_n; ++k)
+  for (int64_t k = 0; k < m_n; ++k) {
     next[row + k] = static_cast<float>(stats[k] / count);
+    // One non-finite step loss (f16 overflow, a NaN from a bad label) poisons the
+    // epoch's mean; dwa_weights then treats the ratio as 1. Said, not hidden.
+    if (!std::isfinite(next[row + k]))
+      std::fprintf(stderr,
+                   "cohort: warning: DWA: task %lld's mean loss over the epoch is %g (a "
+                   "non-finite step loss); its weight ratio counts as 1 for the next two "
+                   "epochs\n",
+                   static_cast<long long>(k), next[row + k]);
+  }
   next[row + m_n] = count;
   for (int64_t k = 0; k < row; ++k)
     next[2 * row + k] = stats[row + k];

@@ -14,11 +14,14 @@
 
 #include "core/io/safetensors.hpp"
 #include "core/io/weight_layout.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tensor_helpers.hpp"
 
 namespace cohort::core::io {
 namespace {
+
+using cohort::testing::run_command;
 
 namespace fs = std::filesystem;
 using testing::expect_error;
@@ -157,34 +160,18 @@ std::string source_dir() {
   return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
 }
 
-// Runs a shell command and returns its stdout; sets `status` to its exit status.
-std::string run(const std::string& command, int& status) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) {
-    status = -1;
-    return out;
-  }
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0)
-    out.append(buffer, n);
-  status = ::pclose(pipe);
-  return out;
-}
-
 TEST_F(SafetensorsTest, TorchvisionExportReadsBack) {
   const std::string python = "/usr/bin/python3";
   int status = -1;
   if (fs::exists(python))
-    run(python + " -c 'import torch, torchvision, numpy' 2>/dev/null", status);
+    run_command(python + " -c 'import torch, torchvision, numpy' 2>/dev/null", status);
   if (status != 0) GTEST_SKIP() << "no /usr/bin/python3 with torch, torchvision and numpy";
   const std::string script = source_dir() + "/tools/export_torchvision_safetensors.py";
   ASSERT_TRUE(fs::exists(script)) << script;
 
   const std::string file = path("resnet18.safetensors");
   const std::string listing =
-      run(python + " " + script + " resnet18 " + file + " --random-seed 0 --list", status);
+      run_command(python + " " + script + " resnet18 " + file + " --random-seed 0 --list", status);
   ASSERT_EQ(status, 0) << listing;
   const nlohmann::json names = nlohmann::json::parse(listing);
   ASSERT_TRUE(names.is_array());

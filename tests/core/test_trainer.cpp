@@ -52,6 +52,29 @@ TEST(TrainConfig, FileThenOverridesAndTheResolvedYamlRoundTrips) {
   EXPECT_EQ(to_yaml(again), to_yaml(c));
 }
 
+// The data-parallel settings of issue-level knobs reach the config: bucket size,
+// bf16 gradient communication (stages 0/1 only), SyncBatchNorm, stage-3 prefetch.
+TEST(TrainConfig, ParallelSettingsParseAndMistakesAreNamed) {
+  const TrainConfig c = load_train_config(
+      "", {"data.train=s", "parallel.bucket_mib=50", "parallel.bf16_gradients=true",
+           "parallel.sync_batch_norm=false", "parallel.prefetch_mib=64"});
+  EXPECT_DOUBLE_EQ(c.bucket_mib, 50);
+  EXPECT_TRUE(c.bf16_gradients);
+  EXPECT_FALSE(c.sync_batch_norm);
+  EXPECT_DOUBLE_EQ(c.prefetch_mib, 64);
+  EXPECT_NE(to_yaml(c).find("prefetch_mib: 64"), std::string::npos) << to_yaml(c);
+  const std::string bf16 = error_of([] {
+    load_train_config("",
+                      {"data.train=s", "parallel.bf16_gradients=true", "parallel.zero_stage=2"});
+  });
+  EXPECT_NE(bf16.find("parallel.bf16_gradients is for zero_stage 0 and 1"), std::string::npos)
+      << bf16;
+  const std::string bucket = error_of([] {
+    load_train_config("", {"data.train=s", "parallel.bucket_mib=0"});
+  });
+  EXPECT_NE(bucket.find("parallel.bucket_mib"), std::string::npos) << bucket;
+}
+
 TEST(TrainConfig, MistakesAreErrorsNamingTheKeyAndWhereItCameFrom) {
   cohort::testing::TempDir dir;
   write_file(dir.file("typo.yaml"), "data:\n  train: s\n  bacth: 32\n");
