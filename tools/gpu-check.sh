@@ -32,6 +32,15 @@ if [[ "${SKIP_DEMO:-0}" != 1 ]]; then
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun -np 1 \
     build/gpu/launch/cohort demo --zero 2 --data "$data" > "$out/demo-mpi.log" 2>&1
   log "demo (mpirun, NCCL, ZeRO-2): $(tail -4 "$out/demo-mpi.log" | tr '\n' ' ')"
+  # ZeRO-3 on NCCL with a prefetch window spanning several layers (parallel.prefetch_mib).
+  build/gpu/launch/cohort convert fashion-mnist --dir "$data" --split test --out /tmp/cohort-fm \
+    --quiet --overwrite > "$out/zero3.log" 2>&1
+  rm -rf /tmp/cohort-z3
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun -np 1 \
+    build/gpu/launch/cohort train --set data.train=/tmp/cohort-fm --set run.out_dir=/tmp/cohort-z3 \
+    --set parallel.zero_stage=3 --set parallel.prefetch_mib=1 \
+    --set schedule.max_steps=100 --set log.every_steps=50 >> "$out/zero3.log" 2>&1
+  log "train (mpirun, NCCL, ZeRO-3, prefetch 1 MiB): $(grep -E 'step +100|rank +0' "$out/zero3.log" | tr '\n' ' ')"
 fi
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   timeout 120 build/gpu/launch/cohort bench stack --device cuda:0 --batch 256 --dtype bf16 \
