@@ -1,8 +1,6 @@
 #include "data/manifest.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -12,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/io/atomic_file.hpp"
 #include "data/checksum.hpp"
 
 namespace cohort::data {
@@ -102,27 +101,7 @@ void write_manifest(const std::string& dir, const Manifest& m) {
   j["created_by"] = m.created_by;
   const std::string text = j.dump(2) + "\n";
 
-  const std::string path = manifest_path(dir);
-  const std::string tmp = fmt::format("{}.tmp-{}", path, ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  COHORT_CHECK(fd >= 0, fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      COHORT_FAIL(fmt::format("{}: write failed: {}", tmp, std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  const int sync_errno = errno;
-  ::close(fd);
-  COHORT_CHECK(synced, fmt::format("{}: fsync failed: {}", tmp, std::strerror(sync_errno)));
-  COHORT_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
-               fmt::format("{}: cannot rename to {}: {}", tmp, path, std::strerror(errno)));
+  core::io::write_file_atomically(manifest_path(dir), text.data(), text.size());
 }
 
 Manifest read_manifest(const std::string& dir) {

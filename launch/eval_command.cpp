@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <cstdio>
 
 #include "core/error.hpp"
+#include "core/io/atomic_file.hpp"
 #include "core/io/checkpoint.hpp"
 #include "core/io/training_state.hpp"
 #include "data/cityscapes_labels.hpp"
@@ -113,7 +113,7 @@ EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device,
   }
   if (!o.json.empty() && rank_of(ranks) == 0) {
     const std::string text = to_json(r, names) + "\n";
-    write_file_whole(o.json, text.data(), text.size());
+    core::io::write_file_atomically(o.json, text.data(), text.size());
   }
   return r;
 }

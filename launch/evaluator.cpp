@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
 
 #include "core/error.hpp"
+#include "core/io/atomic_file.hpp"
 #include "core/ops/ops.hpp"
 #include "data/image_codec.hpp"
 #include "data/sampler.hpp"
@@ -19,23 +19,6 @@ namespace {
 using core::DType;
 using core::Shape;
 using core::Tensor;
-
-}  // namespace
-
-void write_file_whole(const std::string& path, const void* data, size_t size) {
-  const std::string partial = path + ".partial";
-  std::FILE* f = std::fopen(partial.c_str(), "wb");
-  COHORT_CHECK(f != nullptr, fmt::format("eval: cannot write {}", partial));
-  const bool ok = std::fwrite(data, 1, size, f) == size;
-  const bool closed = std::fclose(f) == 0;
-  std::error_code ec;
-  if (!ok || !closed) std::filesystem::remove(partial, ec);  // no half file left behind
-  COHORT_CHECK(ok && closed, fmt::format("eval: writing {} failed (disk full?)", path));
-  std::filesystem::rename(partial, path, ec);
-  COHORT_CHECK(!ec, fmt::format("eval: cannot rename {} to {}: {}", partial, path, ec.message()));
-}
-
-namespace {
 
 // Writes each row of a batch's predictions [B, H, W] (i32 train ids) as an 8-bit
 // PNG named after its sample. The file appears whole or not at all (temporary
@@ -72,7 +55,7 @@ class PredictionWriter {
       const std::string name = set.sample_name(batch.indices[static_cast<size_t>(b)]);
       const std::filesystem::path path =
           std::filesystem::path(m_out.dir) / fmt::format("{}_{}.png", name, m_out.suffix);
-      write_file_whole(path.string(), png.data(), png.size());
+      core::io::write_file_atomically(path.string(), png.data(), png.size());
       ++m_written;
     }
   }

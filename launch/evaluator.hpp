@@ -67,10 +67,6 @@ void fill_segmentation_scores(EvalResult& result, int64_t num_classes);
 // multi-task the depth errors.
 std::string to_json(const EvalResult& result, const std::vector<std::string>& class_names);
 
-// Writes `size` bytes to `path` under a temporary name, then renames it: the file
-// appears whole or not at all (a failed write removes the temporary file).
-void write_file_whole(const std::string& path, const void* data, size_t size);
-
 // Lines for a person: the headline metrics, and for segmentation a per-class IoU
 // table with the set's class names.
 std::string describe(const EvalResult& result, const std::vector<std::string>& class_names);
