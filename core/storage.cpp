@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 
 #include "core/error.hpp"
+#include "core/memory_stats.hpp"
 
 namespace cohort::core {
 
@@ -15,6 +17,9 @@ void* cuda_allocate(size_t bytes, int device, StreamHandle stream);
 void cuda_free(void* ptr, int device, StreamHandle stream) noexcept;
 void* cuda_allocate_pinned(size_t bytes);
 void cuda_free_pinned(void* ptr) noexcept;
+// {used, used high, reserved, reserved high} of the device's pool; the highs reset.
+void cuda_pool_stats(int device, size_t out[4]);
+void cuda_pool_reset_peaks(int device);
 #endif
 
 Storage::Storage(void* data, size_t bytes, Device device, std::function<void(void*)> deleter)
@@ -25,6 +30,17 @@ Storage::~Storage() {
 }
 
 namespace {
+// Host tensor bytes (rounded as allocated), for memory_stats(Device::cpu()).
+std::atomic<size_t> g_host_in_use{0};
+std::atomic<size_t> g_host_peak{0};
+
+void count_host_allocation(size_t bytes) {
+  const size_t now = g_host_in_use.fetch_add(bytes) + bytes;
+  size_t peak = g_host_peak.load();
+  while (now > peak && !g_host_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+
 std::shared_ptr<Storage> allocate_host(size_t bytes) {
   constexpr size_t alignment = 64;
   const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
@@ -32,7 +48,11 @@ std::shared_ptr<Storage> allocate_host(size_t bytes) {
   if (rounded && !p)
     throw OutOfMemoryError(
         fmt::format("host allocation of {} bytes failed [{}]", bytes, process_identity()));
-  return std::make_shared<Storage>(p, bytes, Device::cpu(), [](void* q) { std::free(q); });
+  count_host_allocation(rounded);
+  return std::make_shared<Storage>(p, bytes, Device::cpu(), [rounded](void* q) {
+    std::free(q);
+    g_host_in_use.fetch_sub(rounded);
+  });
 }
 }  // namespace
 
@@ -57,6 +77,44 @@ std::shared_ptr<Storage> allocate_pinned_storage(size_t bytes) {
   }
 #endif
   return allocate_host(bytes);
+}
+
+}  // namespace cohort::core
+
+namespace cohort::core {
+
+MemoryStats memory_stats(Device device) {
+  MemoryStats s;
+  if (device.is_cpu()) {
+    s.in_use = s.reserved = g_host_in_use.load();
+    s.peak_in_use = s.peak_reserved = g_host_peak.load();
+    return s;
+  }
+#ifdef COHORT_WITH_CUDA
+  size_t v[4] = {0, 0, 0, 0};
+  cuda_pool_stats(device.index, v);
+  s.in_use = v[0];
+  s.peak_in_use = v[1];
+  s.reserved = v[2];
+  s.peak_reserved = v[3];
+  return s;
+#else
+  COHORT_FAIL(
+      fmt::format("memory_stats({}): this build of cohort has no CUDA backend", device.str()));
+#endif
+}
+
+void reset_peak_memory(Device device) {
+  if (device.is_cpu()) {
+    g_host_peak.store(g_host_in_use.load());
+    return;
+  }
+#ifdef COHORT_WITH_CUDA
+  cuda_pool_reset_peaks(device.index);
+#else
+  COHORT_FAIL(
+      fmt::format("reset_peak_memory({}): this build of cohort has no CUDA backend", device.str()));
+#endif
 }
 
 }  // namespace cohort::core

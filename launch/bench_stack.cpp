@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -14,18 +15,13 @@
 
 namespace cohort::launch {
 
-namespace {
-
 // Per-layer times with a synchronisation around every layer: where the time goes,
 // not how fast the whole step is (synchronising removes all overlap).
-void print_layer_profile(core::nn::Graph& graph, core::Context& ctx, const core::Tensor& x,
-                         core::nn::NodeId loss, int iters) {
+void print_layer_profile(core::nn::Graph& graph, const std::function<void()>& one_step, int iters) {
   graph.set_profiling(true);
   graph.reset_timings();
-  for (int i = 0; i < iters; ++i) {
-    graph.forward(ctx, {{"image", x}}, {.training = true});
-    graph.backward(ctx, {{loss, core::Tensor()}});
-  }
+  for (int i = 0; i < iters; ++i)
+    one_step();
   graph.set_profiling(false);
   struct Total {
     double forward = 0, backward = 0;
@@ -53,8 +49,6 @@ void print_layer_profile(core::nn::Graph& graph, core::Context& ctx, const core:
     fmt::print("  {:<24} {:<12} forward {:>8.2f} ms  backward {:>8.2f} ms\n", layers[i].name,
                layers[i].kind, layers[i].forward_ms / iters, layers[i].backward_ms / iters);
 }
-
-}  // namespace
 
 void run_bench_stack(const BenchStackOptions& o) {
   using core::DType;
@@ -103,7 +97,14 @@ void run_bench_stack(const BenchStackOptions& o) {
       "forward+backward: median {:.2f} ms, min {:.2f} ms over {} iterations ({} warm-up); "
       "{:.0f} images/s\n",
       median, ms.front(), ms.size(), o.warmup, 1000.0 * o.batch / median);
-  if (o.profile_iters > 0) print_layer_profile(graph, ctx, x, loss, o.profile_iters);
+  if (o.profile_iters > 0)
+    print_layer_profile(
+        graph,
+        [&] {
+          graph.forward(ctx, {{"image", x}}, {.training = true});
+          graph.backward(ctx, {{loss, core::Tensor()}});
+        },
+        o.profile_iters);
 }
 
 }  // namespace cohort::launch

@@ -20,6 +20,33 @@ TrainingEngine::TrainingEngine(core::nn::Graph& graph,
   m_zero = std::make_unique<comm::ZeroDataParallel>(graph, *grads, parallel, optimizer);
 }
 
+namespace {
+
+core::optim::OptimizerConfig optimizer_config(const TrainConfig& c) {
+  core::optim::OptimizerConfig oc;
+  oc.kind = c.optimizer;
+  oc.momentum = c.momentum;
+  oc.nesterov = c.nesterov;
+  oc.weight_decay = c.weight_decay;
+  return oc;
+}
+
+comm::ZeroOptions parallel_options(const TrainConfig& c) {
+  comm::ZeroOptions parallel;
+  parallel.stage = c.zero_stage;
+  parallel.bucket_bytes = static_cast<size_t>(c.bucket_mib * (1 << 20));
+  parallel.bf16_gradients = c.bf16_gradients;
+  parallel.sync_batch_norm = c.sync_batch_norm;
+  parallel.prefetch_bytes = static_cast<size_t>(c.prefetch_mib * (1 << 20));
+  return parallel;
+}
+
+}  // namespace
+
+TrainingEngine::TrainingEngine(core::nn::Graph& graph, const TrainConfig& config,
+                               comm::Communicator* grads)
+    : TrainingEngine(graph, optimizer_config(config), grads, parallel_options(config)) {}
+
 void TrainingEngine::prepare(core::Context& ctx) {
   if (m_zero) m_zero->prepare_backward(ctx);
 }

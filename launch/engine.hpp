@@ -16,6 +16,7 @@
 #include "core/nn/graph.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
+#include "launch/train_config.hpp"
 
 namespace cohort::launch {
 
@@ -28,6 +29,8 @@ class TrainingEngine {
   // gradients, SyncBatchNorm, stage-3 prefetch window); ignored alone.
   TrainingEngine(core::nn::Graph& graph, const core::optim::OptimizerConfig& optimizer,
                  comm::Communicator* grads, const comm::ZeroOptions& parallel);
+  // The optimizer.* and parallel.* sections of a `cohort train` config.
+  TrainingEngine(core::nn::Graph& graph, const TrainConfig& config, comm::Communicator* grads);
 
   // Before backward / after backward (waits for the gradient reductions).
   void prepare(core::Context& ctx);

@@ -9,6 +9,9 @@
 //   cohort eval --checkpoint runs/x/checkpoint.h5 [--shards DIR] [--predictions DIR]
 //       evaluates a checkpoint (its stored config rebuilds the model), alone or as ranks;
 //       writes per-image prediction PNGs (Cityscapes label ids) for official evaluators
+//   cohort bench train [--config configs/x.yaml] [--set section.key=value ...] [--iters 20]
+//       whole training steps of a config's model on synthetic inputs (alone or as ranks);
+//       the PyTorch counterpart is tools/bench_torch_train.py
 //   cohort bench stack [--batch 256] [--dtype bf16] [--iters 20] [--device cuda:0]
 //       forward+backward time of a ResNet-50-shaped conv/BN/ReLU stack
 //   cohort convert <cityscapes|imagefolder|fashion-mnist|synthetic-scenes|verify> ...
@@ -25,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +41,7 @@
 #include "data/bench_data.hpp"
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
+#include "launch/bench_train.hpp"
 #include "launch/eval_command.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 #include "launch/train_config.hpp"
@@ -98,27 +103,51 @@ int run_demo_ranks(int* argc, char*** argv, cohort::launch::FashionMnistOptions 
 // (EX_TEMPFAIL: "try again"), so that job scripts can requeue it.
 constexpr int kStoppedExitCode = 75;
 
-int run_train(int* argc, char*** argv, const std::string& config_path,
-              const std::vector<std::string>& overrides) {
+// `body(device, ranks)` alone, or as one of the ranks of a launcher: MPI session
+// (a GPU per local rank), gradients over NCCL on GPUs (MPI on CPUs), host
+// agreements over MPI; a failure on any rank ends every rank.
+int with_train_ranks(
+    int* argc, char*** argv, const std::string& device_text,
+    const std::function<int(cohort::core::Device, cohort::launch::TrainRanks)>& body) {
   using namespace cohort;
-  const launch::TrainConfig config = launch::load_train_config(config_path, overrides);
-  if (!launched_as_ranks()) {
-    const launch::TrainResult r = launch::run_training(config, resolve_device(config.device));
-    return r.stopped ? kStoppedExitCode : 0;
-  }
+  if (!launched_as_ranks()) return body(resolve_device(device_text), {});
   return comm::run_rank_main([&] {
     comm::SessionOptions so;
     so.device =
-        comm::parse_device_policy(config.device.rfind("cuda:", 0) == 0 ? "cuda" : config.device);
+        comm::parse_device_policy(device_text.rfind("cuda:", 0) == 0 ? "cuda" : device_text);
     comm::MpiSession session(argc, argv, so);
     const core::Device device = session.device();
     auto grads = comm::make_communicator(
         device.is_cuda() ? comm::Backend::nccl : comm::Backend::mpi, MPI_COMM_WORLD, device);
     auto control = comm::make_communicator(comm::Backend::mpi, MPI_COMM_WORLD, core::Device::cpu());
-    const launch::TrainResult r =
-        launch::run_training(config, device, {grads.get(), control.get()});
-    return r.stopped ? kStoppedExitCode : 0;
+    return body(device, {grads.get(), control.get()});
   });
+}
+
+int run_train(int* argc, char*** argv, const std::string& config_path,
+              const std::vector<std::string>& overrides) {
+  using namespace cohort;
+  const launch::TrainConfig config = launch::load_train_config(config_path, overrides);
+  return with_train_ranks(
+      argc, argv, config.device, [&](core::Device device, launch::TrainRanks ranks) {
+        const launch::TrainResult r = launch::run_training(config, device, ranks);
+        return r.stopped ? kStoppedExitCode : 0;
+      });
+}
+
+int run_bench_train(int* argc, char*** argv, const std::string& config_path,
+                    const std::vector<std::string>& overrides,
+                    const cohort::launch::BenchTrainOptions& options) {
+  using namespace cohort;
+  // The benchmark reads no shards: data.train only has to be set for the check.
+  std::vector<std::string> all = {"data.train=(synthetic inputs)"};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  const launch::TrainConfig config = launch::load_train_config(config_path, all);
+  return with_train_ranks(argc, argv, config.device,
+                          [&](core::Device device, launch::TrainRanks ranks) {
+                            launch::run_bench_train(config, options, device, ranks);
+                            return 0;
+                          });
 }
 
 int run_eval(int* argc, char*** argv, const cohort::launch::EvalCommandOptions& options,
@@ -207,6 +236,21 @@ int main(int argc, char** argv) {
                    "Iterations of a synchronised per-layer profile (0: none)")
       ->capture_default_str();
 
+  std::string bench_train_config;
+  std::vector<std::string> bench_train_overrides;
+  cohort::launch::BenchTrainOptions bench_train;
+  auto* bench_train_cmd = bench_cmd->add_subcommand(
+      "train", "Whole training steps of a train config's model on synthetic device inputs");
+  bench_train_cmd->add_option("--config", bench_train_config, "YAML file (configs/*.yaml)");
+  bench_train_cmd->add_option("--set", bench_train_overrides,
+                              "Override: section.key=value (repeatable), e.g. run.dtype=bf16");
+  bench_train_cmd->add_option("--warmup", bench_train.warmup)->capture_default_str();
+  bench_train_cmd->add_option("--iters", bench_train.iters)->capture_default_str();
+  bench_train_cmd
+      ->add_option("--profile", bench_train.profile_iters,
+                   "Iterations of a synchronised per-layer profile (0: none; one rank only)")
+      ->capture_default_str();
+
   cohort::comm::CommBenchOptions comm_bench;
   std::string comm_dtype = "f32";
   auto* comm_cmd = bench_cmd->add_subcommand(
@@ -288,6 +332,8 @@ int main(int argc, char** argv) {
       cohort::comm::run_comm_bench(comm_bench);
       return 0;
     }
+    if (bench_train_cmd->parsed())
+      return run_bench_train(&argc, &argv, bench_train_config, bench_train_overrides, bench_train);
     if (stack_cmd->parsed()) {
       stack.device = resolve_device(stack_device);
       cohort::launch::run_bench_stack(stack);

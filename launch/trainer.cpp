@@ -27,6 +27,7 @@
 #include "launch/engine.hpp"
 #include "launch/evaluator.hpp"
 #include "launch/model_setup.hpp"
+#include "launch/train_step.hpp"
 #include "models/weights_import.hpp"
 
 namespace cohort::launch {
@@ -162,18 +163,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   }
   core::Context ctx(device);
   ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank));  // dropout differs per rank
-  core::optim::OptimizerConfig oc;
-  oc.kind = c.optimizer;
-  oc.momentum = c.momentum;
-  oc.nesterov = c.nesterov;
-  oc.weight_decay = c.weight_decay;
-  comm::ZeroOptions parallel;
-  parallel.stage = c.zero_stage;
-  parallel.bucket_bytes = static_cast<size_t>(c.bucket_mib * (1 << 20));
-  parallel.bf16_gradients = c.bf16_gradients;
-  parallel.sync_batch_norm = c.sync_batch_norm;
-  parallel.prefetch_bytes = static_cast<size_t>(c.prefetch_mib * (1 << 20));
-  TrainingEngine engine(graph, oc, ranks.grads, parallel);  // collective with ranks
+  TrainingEngine engine(graph, c, ranks.grads);            // collective with ranks
   // Multi-task loss.balancing dwa: the loss node keeps its weights and epoch sums
   // as buffers (in checkpoints); with ranks, each step's task losses are summed
   // over them on the device (like SyncBatchNorm's statistics), so every rank
@@ -288,25 +278,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     const auto data_start = Clock::now();
     const data::Batch* batch = loader.next(ctx.stream());
     timer.add_data_wait(std::chrono::duration<double>(Clock::now() - data_start).count());
-    Tensor image = batch->image;
-    if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-    std::map<std::string, Tensor> inputs = {
-        {"image", image}, {"label", nodes.dense ? batch->label : batch->class_id}};
-    if (c.depth_head) add_depth_inputs(*batch, inputs);
-    // Multi-task: the task losses are kept too, for the log lines.
-    std::vector<core::nn::NodeId> wanted = {nodes.loss};
-    if (c.depth_head) wanted.insert(wanted.end(), {nodes.seg_loss, nodes.depth_loss});
-    graph.forward(ctx, inputs, {.training = true}, wanted);
-    engine.prepare(ctx);
-    graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : Tensor()}});
-    engine.finish(ctx);
-    if (scaler.enabled()) {
-      Tensor grads = engine.gradients();
-      scaler.unscale(ctx, grads);
-    }
     const double lr = core::optim::learning_rate(sc, result.steps);
-    engine.step(ctx, lr, scaler.skip_flag());
-    scaler.update(ctx);
+    run_train_step(ctx, graph, nodes, engine, scaler, step_inputs(ctx, *batch, nodes, compute), lr);
     timer.add_exposed_comm(engine.exposed_comm_seconds());
     timer.end_step();
     ++result.steps;

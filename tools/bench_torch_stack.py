@@ -7,45 +7,15 @@ layer4 features. Prints the median time per iteration in the same format.
     python3 tools/bench_torch_stack.py --batch 256 --iters 20
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
-from torch import nn
 
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin, width, stride, downsample):
-        super().__init__()
-        cout = width * 4
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                         nn.BatchNorm2d(cout)) if downsample else None)
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        return self.relu(self.bn3(self.conv3(y)) + identity)
-
-
-def resnet50_backbone():
-    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-              nn.MaxPool2d(3, 2, 1)]
-    cin = 64
-    for stage, blocks in enumerate([3, 4, 6, 3]):
-        width = 64 << stage
-        for j in range(blocks):
-            stride = 2 if (j == 0 and stage > 0) else 1
-            layers.append(Bottleneck(cin, width, stride, j == 0))
-            cin = width * 4
-    return nn.Sequential(*layers)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_models import ResNet  # noqa: E402
 
 
 def main():
@@ -59,7 +29,7 @@ def main():
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    model = resnet50_backbone().to(dev).to(memory_format=torch.channels_last)
+    model = ResNet(50, num_classes=0).to(dev).to(memory_format=torch.channels_last)
     if a.compile:
         model = torch.compile(model)
     x = torch.full((a.batch, 3, a.size, a.size), 0.5, device=dev).to(

@@ -2,7 +2,8 @@
 # One-shot check on a GPU host (no network): builds the CUDA backend for sm_90,
 # runs the gpu-labelled tests, the Fashion-MNIST demo on the GPU, the ResNet-50
 # stack benchmark (cuDNN batch norm/pooling, then the own kernels, with a
-# per-layer profile) next to PyTorch eager, and the data-loader benchmark next to
+# per-layer profile) and whole training steps of DeepLabV3+ and ResNet-50 next
+# to PyTorch eager, and the data-loader benchmark next to
 # PyTorch's DataLoader. Logs go to $OUT (or ./gpu-out).
 #   tools/gpu-check.sh [fashion-mnist-dir]
 # SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN=1, SKIP_DATA=1 leave parts out.
@@ -52,6 +53,25 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   timeout 120 python3 tools/bench_torch_stack.py --batch 256 --dtype bf16 --iters 20 \
     > "$out/bench-torch.log" 2>&1
   log "torch: $(tail -2 "$out/bench-torch.log" | tr '\n' ' ')"
+  # Whole training steps (forward, loss, backward, SGD) against PyTorch eager:
+  # DeepLabV3+ R50 at 512x1024, batch 8 (issue #4's 45 ms reference), and the
+  # ResNet-50 classifier at batch 256; same networks (parity_bench_models_match).
+  deeplab="--set model.kind=deeplabv3plus --set model.num_classes=19 --set data.batch=8"
+  deeplab+=" --set data.crop_height=512 --set data.crop_width=1024 --set run.dtype=bf16"
+  # shellcheck disable=SC2086
+  timeout 150 build/gpu/launch/cohort bench train $deeplab --set run.device=cuda:0 \
+    --set optimizer.lr=0.01 --iters 20 --profile 2 > "$out/bench-train-deeplab.log" 2>&1
+  log "cohort train step DeepLabV3+: $(grep -E 'median|peak' "$out/bench-train-deeplab.log" | tr '\n' ' ')"
+  timeout 150 python3 tools/bench_torch_train.py --model deeplabv3plus --batch 8 --height 512 \
+    --width 1024 --iters 20 > "$out/bench-train-deeplab-torch.log" 2>&1
+  log "torch train step DeepLabV3+: $(grep -E 'median|peak' "$out/bench-train-deeplab-torch.log" | tr '\n' ' ')"
+  timeout 150 build/gpu/launch/cohort bench train --set model.kind=resnet --set model.num_classes=1000 \
+    --set data.batch=256 --set data.image_size=224 --set run.dtype=bf16 --set run.device=cuda:0 \
+    --iters 20 > "$out/bench-train-resnet.log" 2>&1
+  log "cohort train step ResNet-50: $(grep -E 'median|peak' "$out/bench-train-resnet.log" | tr '\n' ' ')"
+  timeout 150 python3 tools/bench_torch_train.py --model resnet --classes 1000 --batch 256 \
+    --size 224 --iters 20 > "$out/bench-train-resnet-torch.log" 2>&1
+  log "torch train step ResNet-50: $(grep -E 'median|peak' "$out/bench-train-resnet-torch.log" | tr '\n' ' ')"
 fi
 if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
   # The multi-task workload end to end in bf16: loader copy stream, cuDNN batch

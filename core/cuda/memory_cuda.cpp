@@ -55,6 +55,27 @@ std::string pool_report(int device) {
 }
 }  // namespace
 
+void cuda_pool_stats(int device, size_t out[4]) {
+  cudaMemPool_t pool;
+  COHORT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  const cudaMemPoolAttr attrs[4] = {cudaMemPoolAttrUsedMemCurrent, cudaMemPoolAttrUsedMemHigh,
+                                    cudaMemPoolAttrReservedMemCurrent,
+                                    cudaMemPoolAttrReservedMemHigh};
+  for (int i = 0; i < 4; ++i) {
+    uint64_t value = 0;
+    COHORT_CUDA_CHECK(cudaMemPoolGetAttribute(pool, attrs[i], &value));
+    out[i] = static_cast<size_t>(value);
+  }
+}
+
+void cuda_pool_reset_peaks(int device) {
+  cudaMemPool_t pool;
+  COHORT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t zero = 0;  // the only value these attributes accept: "restart from now"
+  COHORT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+  COHORT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero));
+}
+
 void* cuda_allocate(size_t bytes, int device, StreamHandle stream) {
   COHORT_CUDA_CHECK(cudaSetDevice(device));
   configure_pool_once(device);
