@@ -139,7 +139,8 @@ core::Tensor DataParallel::clip_grad_norm(core::Context& ctx, double max_norm) {
   COHORT_CHECK(max_norm > 0, fmt::format("clip_grad_norm: max_norm must be > 0, got {}", max_norm));
   // Gradients are identical on every rank after the all-reduce: no communication.
   core::Tensor& grads = m_graph.flat_grads();
-  return detail::clip_to_max_norm(ctx, grads, core::optim::sum_of_squares(ctx, grads), max_norm);
+  return core::optim::clip_to_max_norm(ctx, grads, core::optim::sum_of_squares(ctx, grads),
+                                       max_norm);
 }
 
 }  // namespace cohort::comm

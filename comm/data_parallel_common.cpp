@@ -47,15 +47,4 @@ void broadcast_graph_state(Communicator& comm, core::nn::Graph& graph, core::Con
   graph.refresh_compute_weights(ctx);
 }
 
-core::Tensor clip_to_max_norm(core::Context& ctx, core::Tensor& grads,
-                              const core::Tensor& sum_squares, double max_norm) {
-  core::Tensor norm =
-      core::Tensor::empty(core::Shape{1}, core::DType::f32, ctx.device(), ctx.stream());
-  core::Tensor factor =
-      core::Tensor::empty(core::Shape{1}, core::DType::f32, ctx.device(), ctx.stream());
-  core::optim::clip_factor(ctx, sum_squares, max_norm, norm, factor);
-  core::optim::scale_by(ctx, grads, factor);
-  return norm;
-}
-
 }  // namespace cohort::comm::detail

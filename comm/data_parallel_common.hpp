@@ -69,10 +69,4 @@ void build_buckets(const std::vector<core::nn::Parameter>& params, size_t bucket
 // 16-bit compute copies are refreshed from them.
 void broadcast_graph_state(Communicator& comm, core::nn::Graph& graph, core::Context& ctx);
 
-// Gradient clipping on the device, without a host read: from the global sum of
-// squares `sum_squares` (f32 [1]), scales `grads` by max_norm / (norm + 1e-6)
-// when the norm exceeds max_norm (else by 1) and returns the norm (f32 [1]).
-core::Tensor clip_to_max_norm(core::Context& ctx, core::Tensor& grads,
-                              const core::Tensor& sum_squares, double max_norm);
-
 }  // namespace cohort::comm::detail

@@ -395,7 +395,7 @@ Tensor ZeroDataParallel::clip_grad_norm(Context& ctx, double max_norm) {
   comm("clip_grad_norm")
       .all_reduce(squares, ReduceOp::sum, ctx.stream())
       ->wait_stream(ctx.stream());
-  return detail::clip_to_max_norm(ctx, m_grad_shard, squares, max_norm);
+  return core::optim::clip_to_max_norm(ctx, m_grad_shard, squares, max_norm);
 }
 
 // ---- step ----------------------------------------------------------------------------

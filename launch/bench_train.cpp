@@ -26,18 +26,19 @@ using core::Tensor;
 // and copied once: plausible values (normalised pixels, every class and the
 // ignore label, valid and invalid depth), so no op sees a degenerate case.
 data::Batch synthetic_batch(const TrainConfig& c, const ModelNodes& nodes, int64_t rows,
-                            int64_t height, int64_t width, uint64_t seed, core::Device device,
-                            core::Context& ctx) {
+                            int64_t height, int64_t width, int64_t channels, uint64_t seed,
+                            core::Device device, core::Context& ctx) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> pixel(-2.0, 2.0), unit(0.0, 1.0), metres(1.0, 80.0);
   std::uniform_int_distribution<int> cls(0, c.num_classes - 1);
   data::Batch b;
   b.indices.resize(static_cast<size_t>(rows));
   std::iota(b.indices.begin(), b.indices.end(), 0);
-  std::vector<double> image(static_cast<size_t>(rows * height * width * 3));
+  std::vector<double> image(static_cast<size_t>(rows * height * width * channels));
   for (double& v : image)
     v = pixel(rng);
-  b.image = Tensor::from_vector(image, Shape{rows, height, width, 3}).to(device, ctx.stream());
+  b.image =
+      Tensor::from_vector(image, Shape{rows, height, width, channels}).to(device, ctx.stream());
   if (!nodes.dense) {
     std::vector<double> ids(static_cast<size_t>(rows));
     for (double& v : ids)
@@ -81,12 +82,15 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
                            "--profile >= 0 (got {})",
                            o.iters, o.warmup, o.profile_iters));
   const int rank = rank_of(ranks), world = world_of(ranks);
-  COHORT_CHECK(c.batch % world == 0,
-               fmt::format("bench train: the global data.batch {} must split evenly over {} ranks",
-                           c.batch, world));
+  COHORT_CHECK(c.batch % (world * c.micro_batches) == 0,
+               fmt::format("bench train: the global data.batch {} must split evenly over {} "
+                           "ranks x {} micro-batches (data.micro_batches)",
+                           c.batch, world, c.micro_batches));
   const DType compute = compute_dtype(c);
   core::nn::Graph graph;
-  const ModelNodes nodes = add_model(graph, c, 3);
+  // small_cnn is the Fashion-MNIST network (grey images); the others take RGB.
+  const int64_t channels = c.model == "small_cnn" ? 1 : 3;
+  const ModelNodes nodes = add_model(graph, c, channels);
   graph.build(device, c.seed, compute);
   core::Context ctx(device);
   ctx.set_seed(c.seed + 1 + static_cast<uint64_t>(rank));
@@ -97,11 +101,17 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
 
   const int64_t rows = c.batch / world;
   int64_t height = c.crop_height, width = c.crop_width;
-  if (!nodes.dense) height = width = c.image_size > 0 ? c.image_size : 224;
-  const data::Batch batch = synthetic_batch(
-      c, nodes, rows, height, width, c.seed * 1000003 + static_cast<uint64_t>(rank), device, ctx);
-  const auto inputs = step_inputs(ctx, batch, nodes, compute);
-  auto step = [&] { run_train_step(ctx, graph, nodes, engine, scaler, inputs, c.lr); };
+  // Classifiers: data.image_size, else 224 (small_cnn: Fashion-MNIST's 28).
+  const int64_t default_size = c.model == "small_cnn" ? 28 : 224;
+  if (!nodes.dense) height = width = c.image_size > 0 ? c.image_size : default_size;
+  const data::Batch batch =
+      synthetic_batch(c, nodes, rows, height, width, channels,
+                      c.seed * 1000003 + static_cast<uint64_t>(rank), device, ctx);
+  const auto inputs = step_inputs(ctx, batch, nodes, compute, c.micro_batches);
+  auto step = [&] {
+    run_train_step(ctx, graph, nodes, engine, scaler, inputs,
+                   {.lr = c.lr, .grad_clip_norm = c.grad_clip_norm});
+  };
 
   using Clock = std::chrono::steady_clock;
   std::vector<double> ms;
@@ -135,10 +145,15 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
   if (rank == 0) {
     constexpr double mib = 1024.0 * 1024.0;
     fmt::print(
-        "bench train: {}, {} parameters, global batch {} ({} per rank x {} rank{}), input "
-        "{}x{}x3, {} compute, {} optimizer, zero stage {}, device {}\n",
-        model_text(c), r.parameters, c.batch, rows, world, world == 1 ? "" : "s", height, width,
-        c.dtype, c.optimizer, c.zero_stage, device.str());
+        "bench train: {}, {} parameters, global batch {} ({} per rank x {} rank{}{}), input "
+        "{}x{}x{}, {} compute, {} optimizer{}, zero stage {}, device {}\n",
+        model_text(c), r.parameters, c.batch, rows, world, world == 1 ? "" : "s",
+        c.micro_batches > 1
+            ? fmt::format(", {} micro-batches of {}", c.micro_batches, rows / c.micro_batches)
+            : "",
+        height, width, channels, c.dtype, c.optimizer,
+        c.grad_clip_norm > 0 ? fmt::format(", gradient norm clipped to {}", c.grad_clip_norm) : "",
+        c.zero_stage, device.str());
     fmt::print(
         "train step (forward + backward + optimizer): median {:.2f} ms, mean {:.2f} ms, min "
         "{:.2f} ms over {} iterations ({} warm-up); {:.1f} images/s\n",

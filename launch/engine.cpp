@@ -1,6 +1,7 @@
 #include "launch/engine.hpp"
 
 #include "comm/zero_checkpoint.hpp"
+#include "core/optim/kernels.hpp"
 
 namespace cohort::launch {
 
@@ -47,8 +48,15 @@ TrainingEngine::TrainingEngine(core::nn::Graph& graph, const TrainConfig& config
                                comm::Communicator* grads)
     : TrainingEngine(graph, optimizer_config(config), grads, parallel_options(config)) {}
 
-void TrainingEngine::prepare(core::Context& ctx) {
-  if (m_zero) m_zero->prepare_backward(ctx);
+void TrainingEngine::prepare(core::Context& ctx, bool accumulate, bool last) {
+  if (m_zero) m_zero->prepare_backward(ctx, accumulate, last);
+}
+
+core::Tensor TrainingEngine::clip_grad_norm(core::Context& ctx, double max_norm) {
+  if (m_zero) return m_zero->clip_grad_norm(ctx, max_norm);
+  core::Tensor& grads = m_graph.flat_grads();
+  return core::optim::clip_to_max_norm(ctx, grads, core::optim::sum_of_squares(ctx, grads),
+                                       max_norm);
 }
 
 void TrainingEngine::finish(core::Context& ctx) {

@@ -33,8 +33,15 @@ class TrainingEngine {
   TrainingEngine(core::nn::Graph& graph, const TrainConfig& config, comm::Communicator* grads);
 
   // Before backward / after backward (waits for the gradient reductions).
-  void prepare(core::Context& ctx);
+  // Gradient accumulation: `accumulate` for every micro-batch but the first (pass
+  // the same to Graph::backward), `last` for the step's last one (stages 0/1
+  // communicate only then).
+  void prepare(core::Context& ctx, bool accumulate = false, bool last = true);
   void finish(core::Context& ctx);
+  // Scales the gradients so that their global L2 norm (over every rank) is at
+  // most max_norm; the norm before clipping stays on the device (f32 [1]).
+  // Collective with ranks.
+  core::Tensor clip_grad_norm(core::Context& ctx, double max_norm);
   // The reduced gradients this rank updates from (the loss scaler's unscale).
   core::Tensor gradients();
   void step(core::Context& ctx, double lr, const core::Tensor& skip = {});

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-
 #include "core/error.hpp"
 #include "core/io/atomic_file.hpp"
 #include "core/io/checkpoint.hpp"

@@ -127,6 +127,7 @@ const std::vector<Field>& fields() {
       number("data", "batch", &TrainConfig::batch),
       number("data", "threads", &TrainConfig::threads),
       number("data", "prefetch", &TrainConfig::prefetch),
+      number("data", "micro_batches", &TrainConfig::micro_batches),
       text("data", "augment", &TrainConfig::augment),
       number("data", "image_size", &TrainConfig::image_size),
       number("data", "crop_height", &TrainConfig::crop_height),
@@ -139,6 +140,7 @@ const std::vector<Field>& fields() {
       number("optimizer", "momentum", &TrainConfig::momentum),
       flag("optimizer", "nesterov", &TrainConfig::nesterov),
       number("optimizer", "weight_decay", &TrainConfig::weight_decay),
+      number("optimizer", "grad_clip_norm", &TrainConfig::grad_clip_norm),
       text("schedule", "kind", &TrainConfig::schedule),
       number("schedule", "warmup_steps", &TrainConfig::warmup_steps),
       number("schedule", "epochs", &TrainConfig::epochs),
@@ -281,6 +283,13 @@ void validate(const TrainConfig& c) {
                fmt::format("config: optimizer.momentum must be in [0, 1), got {}", c.momentum));
   COHORT_CHECK(c.weight_decay >= 0,
                fmt::format("config: optimizer.weight_decay must be >= 0, got {}", c.weight_decay));
+  COHORT_CHECK(c.grad_clip_norm >= 0 && std::isfinite(c.grad_clip_norm),
+               fmt::format("config: optimizer.grad_clip_norm must be >= 0 (0: off), got {}",
+                           c.grad_clip_norm));
+  COHORT_CHECK(
+      c.micro_batches >= 1 && c.batch % c.micro_batches == 0,
+      fmt::format("config: data.micro_batches must be >= 1 and divide data.batch {}, got {}",
+                  c.batch, c.micro_batches));
   COHORT_CHECK(c.warmup_steps >= 0,
                fmt::format("config: schedule.warmup_steps must be >= 0, got {}", c.warmup_steps));
   COHORT_CHECK(c.epochs >= 1,

@@ -30,8 +30,14 @@
 //               prefetch, augment (none|standard; classification), image_size
 //               (classification crop with standard augmentation), crop_height,
 //               crop_width, min_scale, max_scale (dense training: random scale,
-//               crop, flip, colour jitter), eval_crop (full|center)
-//   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay
+//               crop, flip, colour jitter), eval_crop (full|center), micro_batches
+//               (gradient accumulation: each rank's share of data.batch runs as this
+//               many micro-batches, their gradients summed before one optimizer step
+//               and one communication; activations of batch / (ranks x micro_batches)
+//               images; BatchNorm normalises each micro-batch on its own)
+//   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay,
+//               grad_clip_norm (> 0: gradients scaled so that their global L2 norm over
+//               all ranks is at most this, after fp16 unscaling; 0 = off)
 //   schedule:   kind (constant|step|poly|cosine), warmup_steps, epochs, max_steps
 //   parallel:   zero_stage (0-3), bucket_mib (gradient buckets, 25), bf16_gradients
 //               (stages 0/1: all-reduce gradients in bf16), sync_batch_norm (true:
@@ -76,10 +82,12 @@ struct TrainConfig {
   int64_t crop_height = 512, crop_width = 1024;
   double min_scale = 0.5, max_scale = 2.0;
   std::string eval_crop = "full";
+  int micro_batches = 1;  // gradient accumulation: micro-batches per optimizer step
   // optimizer
   std::string optimizer = "sgd";
   double lr = 0.05, momentum = 0.9, weight_decay = 5e-4;
   bool nesterov = true;
+  double grad_clip_norm = 0;  // > 0: clip the global gradient norm to this
   // schedule
   std::string schedule = "cosine";
   int64_t warmup_steps = 100;

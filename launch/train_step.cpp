@@ -1,36 +1,88 @@
 #include "launch/train_step.hpp"
 
-#include <vector>
+#include <fmt/format.h>
 
 #include "core/ops/ops.hpp"
 
 namespace cohort::launch {
 
-std::map<std::string, core::Tensor> step_inputs(core::Context& ctx, const data::Batch& batch,
-                                                const ModelNodes& nodes, core::DType compute) {
-  core::Tensor image = batch.image;
+using core::Tensor;
+
+std::vector<StepInputs> step_inputs(core::Context& ctx, const data::Batch& batch,
+                                    const ModelNodes& nodes, core::DType compute,
+                                    int micro_batches) {
+  const int64_t rows = batch.size();
+  COHORT_CHECK(micro_batches >= 1 && rows % micro_batches == 0,
+               fmt::format("train: a batch of {} rows does not split into {} micro-batches", rows,
+                           micro_batches));
+  Tensor image = batch.image;
   if (image.dtype() != compute) image = core::ops::cast(ctx, image, compute);
-  std::map<std::string, core::Tensor> inputs = {
-      {"image", image}, {"label", nodes.dense ? batch.label : batch.class_id}};
-  if (nodes.depth >= 0) add_depth_inputs(batch, inputs);
-  return inputs;
+  StepInputs whole = {{"image", image}, {"label", nodes.dense ? batch.label : batch.class_id}};
+  if (nodes.depth >= 0) add_depth_inputs(batch, whole);
+  if (micro_batches == 1) return {whole};
+  const int64_t m = rows / micro_batches;
+  std::vector<StepInputs> parts(static_cast<size_t>(micro_batches));
+  for (int k = 0; k < micro_batches; ++k)
+    for (const auto& [name, t] : whole)
+      parts[static_cast<size_t>(k)][name] = t.slice(k * m, (k + 1) * m);
+  return parts;
 }
 
-void run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
-                    TrainingEngine& engine, core::optim::LossScaler& scaler,
-                    const std::map<std::string, core::Tensor>& inputs, double lr) {
+StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
+                          TrainingEngine& engine, core::optim::LossScaler& scaler,
+                          const std::vector<StepInputs>& micro_batches,
+                          const StepSettings& settings) {
+  const int k_total = static_cast<int>(micro_batches.size());
+  COHORT_CHECK(k_total >= 1, "train: a step needs at least one micro-batch");
+  const bool multitask = nodes.depth >= 0;
   std::vector<core::nn::NodeId> wanted = {nodes.loss};
-  if (nodes.depth >= 0) wanted.insert(wanted.end(), {nodes.seg_loss, nodes.depth_loss});
-  graph.forward(ctx, inputs, {.training = true}, wanted);
-  engine.prepare(ctx);
-  graph.backward(ctx, {{nodes.loss, scaler.enabled() ? scaler.seed() : core::Tensor()}});
-  engine.finish(ctx);
+  if (multitask) wanted.insert(wanted.end(), {nodes.seg_loss, nodes.depth_loss});
+  // The step's gradient is that of the mean loss over the micro-batches: each
+  // backward starts from 1/K (times the fp16 loss scale). One micro-batch keeps
+  // the plain seed, so that path is bitwise what it always was.
+  Tensor seed = scaler.enabled() ? scaler.seed() : Tensor();
+  if (k_total > 1) {
+    const double inv = 1.0 / k_total;
+    if (seed.defined()) {
+      seed = core::ops::scale(ctx, seed, inv);
+    } else {
+      seed = Tensor::empty(core::Shape{1}, core::DType::f32, graph.device(), ctx.stream());
+      core::ops::fill(ctx, seed, inv);
+    }
+  }
+  StepLosses sums;
+  auto add = [&](Tensor& acc, core::nn::NodeId node) {
+    const Tensor& value = graph.output(node);
+    acc = acc.defined() ? core::ops::add(ctx, acc, value) : value;
+  };
+  for (int k = 0; k < k_total; ++k) {
+    const bool accumulate = k > 0, last = k == k_total - 1;
+    graph.forward(ctx, micro_batches[static_cast<size_t>(k)], {.training = true}, wanted);
+    engine.prepare(ctx, accumulate, last);
+    graph.backward(ctx, {{nodes.loss, seed}}, accumulate);
+    engine.finish(ctx);
+    add(sums.loss, nodes.loss);
+    if (multitask) {
+      add(sums.seg, nodes.seg_loss);
+      add(sums.depth, nodes.depth_loss);
+    }
+  }
   if (scaler.enabled()) {
-    core::Tensor grads = engine.gradients();
+    Tensor grads = engine.gradients();
     scaler.unscale(ctx, grads);
   }
-  engine.step(ctx, lr, scaler.skip_flag());
+  if (settings.grad_clip_norm > 0) engine.clip_grad_norm(ctx, settings.grad_clip_norm);
+  engine.step(ctx, settings.lr, scaler.skip_flag());
   scaler.update(ctx);
+  if (k_total == 1) return sums;
+  StepLosses means;
+  const double inv = 1.0 / k_total;
+  means.loss = core::ops::scale(ctx, sums.loss, inv);
+  if (multitask) {
+    means.seg = core::ops::scale(ctx, sums.seg, inv);
+    means.depth = core::ops::scale(ctx, sums.depth, inv);
+  }
+  return means;
 }
 
 }  // namespace cohort::launch

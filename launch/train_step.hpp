@@ -1,11 +1,13 @@
 #pragma once
 // One optimisation step exactly as `cohort train` runs it, shared with
 // `cohort bench train` so that the benchmark times the trainer's own step:
-// forward (training mode) -> backward from the loss (scaled for fp16) with the
-// engine's gradient reductions -> unscale -> optimizer step -> loss-scaler update.
+// for each micro-batch, forward (training mode) and backward from the loss
+// (scaled for fp16, divided by the micro-batch count) with the engine's
+// gradient reductions; then unscale, clip, optimizer step, loss-scaler update.
 // No host read: every value stays on the device.
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/context.hpp"
 #include "core/nn/graph.hpp"
@@ -16,14 +18,30 @@
 
 namespace cohort::launch {
 
-// The graph inputs of `batch` for the model of `nodes`: the image in `compute`
-// dtype, per-pixel labels or class ids, and depth + validity for a depth head.
-std::map<std::string, core::Tensor> step_inputs(core::Context& ctx, const data::Batch& batch,
-                                                const ModelNodes& nodes, core::DType compute);
+using StepInputs = std::map<std::string, core::Tensor>;
 
-// Multi-task models also keep their task losses (for the log lines).
-void run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
-                    TrainingEngine& engine, core::optim::LossScaler& scaler,
-                    const std::map<std::string, core::Tensor>& inputs, double lr);
+// The graph inputs of `batch` for the model of `nodes`, split along the batch
+// into `micro_batches` equal parts (views; the batch size must divide): the image
+// in `compute` dtype, per-pixel labels or class ids, depth + validity for a
+// depth head.
+std::vector<StepInputs> step_inputs(core::Context& ctx, const data::Batch& batch,
+                                    const ModelNodes& nodes, core::DType compute,
+                                    int micro_batches = 1);
+
+struct StepSettings {
+  double lr = 0;
+  double grad_clip_norm = 0;  // > 0: clip the global gradient norm to this
+};
+
+// The step's losses as device scalars (f32 [1]), means over its micro-batches;
+// seg and depth only for multi-task models. Read them only when logging.
+struct StepLosses {
+  core::Tensor loss, seg, depth;
+};
+
+StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
+                          TrainingEngine& engine, core::optim::LossScaler& scaler,
+                          const std::vector<StepInputs>& micro_batches,
+                          const StepSettings& settings);
 
 }  // namespace cohort::launch

@@ -119,9 +119,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   COHORT_CHECK(ranks.grads != nullptr || c.zero_stage == 0,
                fmt::format("train: parallel.zero_stage {} needs ranks (start under mpirun or srun)",
                            c.zero_stage));
-  COHORT_CHECK(c.batch % world == 0,
-               fmt::format("train: the global data.batch {} must split evenly over {} ranks",
-                           c.batch, world));
+  COHORT_CHECK(c.batch % (world * c.micro_batches) == 0,
+               fmt::format("train: the global data.batch {} must split evenly over {} ranks x {} "
+                           "micro-batches (data.micro_batches)",
+                           c.batch, world, c.micro_batches));
   g_stop_requested.store(0);
   StopSignals signals;
   const bool talk = rank == 0;
@@ -279,7 +280,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     const data::Batch* batch = loader.next(ctx.stream());
     timer.add_data_wait(std::chrono::duration<double>(Clock::now() - data_start).count());
     const double lr = core::optim::learning_rate(sc, result.steps);
-    run_train_step(ctx, graph, nodes, engine, scaler, step_inputs(ctx, *batch, nodes, compute), lr);
+    const StepLosses losses =
+        run_train_step(ctx, graph, nodes, engine, scaler,
+                       step_inputs(ctx, *batch, nodes, compute, c.micro_batches),
+                       {.lr = lr, .grad_clip_norm = c.grad_clip_norm});
     timer.add_exposed_comm(engine.exposed_comm_seconds());
     timer.end_step();
     ++result.steps;
@@ -287,14 +291,14 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     ++window_steps;
     const bool last = result.steps == sc.total_steps;
     if (result.steps % c.log_every == 0 || last) {
-      result.final_loss = graph.output(nodes.loss).item(ctx.stream());  // synchronises
+      result.final_loss = losses.loss.item(ctx.stream());  // synchronises
       const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
       // Multi-task: each task's own loss beside the balanced total.
       std::string tasks_text, tasks_json;
       if (c.depth_head) {
-        const double seg = graph.output(nodes.seg_loss).item(ctx.stream());
-        const double depth = graph.output(nodes.depth_loss).item(ctx.stream());
+        const double seg = losses.seg.item(ctx.stream());
+        const double depth = losses.depth.item(ctx.stream());
         tasks_text = fmt::format(" (seg {:.4f}, depth {:.4f})", seg, depth);
         tasks_json = fmt::format(R"(, "seg_loss": {}, "depth_loss": {})", json_number(seg),
                                  json_number(depth));

@@ -24,12 +24,27 @@ cudnnDataType_t cudnn_data_type(DType dtype, const char* op) {
 }
 
 bool cudnn_declined(cudnnStatus_t status) {
-  if (status == CUDNN_STATUS_BAD_PARAM_NULL_POINTER ||
-      status == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER)
-    return false;
-  const int code = static_cast<int>(status);
-  return code >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) &&
-         code < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
+  // Only "this configuration is not offered": a generic bad parameter (what the
+  // legacy API answers for an unsupported shape or mode) and the not-supported
+  // kinds about the problem itself. The specific bad-parameter codes (null or
+  // misaligned pointer, insufficient size, stream mismatch, ...) are our bugs, and
+  // a driver, runtime or architecture mismatch is the installation's: both must
+  // be seen, not hidden behind a silent fallback.
+  switch (static_cast<int>(status)) {
+    case CUDNN_STATUS_BAD_PARAM:
+    case 2001:  // CUDNN_STATUS_INVALID_VALUE, deprecated alias of BAD_PARAM
+    case CUDNN_STATUS_NOT_SUPPORTED:
+    case CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN:
+    case CUDNN_STATUS_NOT_SUPPORTED_SHAPE:
+    case CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE:
+    case CUDNN_STATUS_NOT_SUPPORTED_LAYOUT:
+    case CUDNN_STATUS_NOT_SUPPORTED_SHARED_MEMORY_INSUFFICIENT:
+    case CUDNN_STATUS_NOT_SUPPORTED_PADDING:
+    case CUDNN_STATUS_NOT_SUPPORTED_BAD_LAUNCH_PARAM:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool cudnn_verbose() {
@@ -50,8 +65,9 @@ void TensorDescriptor::set_nhwc(cudnnDataType_t type, int n, int h, int w, int c
   COHORT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(m_desc, CUDNN_TENSOR_NHWC, type, n, c, h, w));
 }
 
-void TensorDescriptor::derive_batch_norm(const TensorDescriptor& x, cudnnBatchNormMode_t mode) {
-  COHORT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(m_desc, x.get(), mode));
+cudnnStatus_t TensorDescriptor::derive_batch_norm(const TensorDescriptor& x,
+                                                  cudnnBatchNormMode_t mode) {
+  return cudnnDeriveBNTensorDescriptor(m_desc, x.get(), mode);
 }
 
 FilterDescriptor::FilterDescriptor() {

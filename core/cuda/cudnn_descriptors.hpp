@@ -11,10 +11,12 @@ namespace cohort::core::cuda {
 // cuDNN's data type for a tensor dtype; throws for dtypes cuDNN cannot take here.
 cudnnDataType_t cudnn_data_type(DType dtype, const char* op);
 
-// Whether cuDNN refused a configuration (cuDNN 9's 2xxx bad-parameter and 3xxx
-// not-supported categories, reported before anything runs), so that the caller
-// may route it to the own kernels. A null or misaligned pointer is our bug and
-// never counts as declined.
+// Whether cuDNN refused a configuration (a generic bad parameter, or a problem
+// it does not support: shape, data type, layout, padding, ...; reported before
+// anything runs), so that the caller may route it to the own kernels. Specific
+// bad-parameter codes (null or misaligned pointer, insufficient size, stream
+// mismatch) are our bugs and driver/architecture mismatches the installation's:
+// those never count as declined.
 bool cudnn_declined(cudnnStatus_t status);
 // COHORT_CUDNN_VERBOSE=1 (read once): print cuDNN's choices and refusals.
 bool cudnn_verbose();
@@ -31,8 +33,9 @@ class TensorDescriptor {
   // An NHWC tensor [n, h, w, c].
   void set_nhwc(cudnnDataType_t type, int n, int h, int w, int c);
   // The per-channel descriptor batch normalisation derives from x's (scale, bias,
-  // statistics: f32 [1, C, 1, 1] for every floating x).
-  void derive_batch_norm(const TensorDescriptor& x, cudnnBatchNormMode_t mode);
+  // statistics: f32 [1, C, 1, 1] for every floating x). Returns cuDNN's status:
+  // a data type it refuses here is a configuration to decline, not an error.
+  cudnnStatus_t derive_batch_norm(const TensorDescriptor& x, cudnnBatchNormMode_t mode);
   cudnnTensorDescriptor_t get() const { return m_desc; }
 
  private:

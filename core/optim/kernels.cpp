@@ -185,6 +185,15 @@ void scale_by(Context& ctx, Tensor& x, const Tensor& factor) {
     p[i] *= f;
 }
 
+Tensor clip_to_max_norm(Context& ctx, Tensor& grads, const Tensor& sum_squares, double max_norm) {
+  COHORT_CHECK(max_norm > 0, fmt::format("clip_grad_norm: max_norm must be > 0, got {}", max_norm));
+  Tensor norm = Tensor::empty(Shape{1}, DType::f32, ctx.device(), ctx.stream());
+  Tensor factor = Tensor::empty(Shape{1}, DType::f32, ctx.device(), ctx.stream());
+  clip_factor(ctx, sum_squares, max_norm, norm, factor);
+  scale_by(ctx, grads, factor);
+  return norm;
+}
+
 void cast_into(Context& ctx, Tensor& dst, const Tensor& src) {
   COHORT_CHECK(dst.numel() == src.numel() && dst.device() == src.device(),
                fmt::format("cast_into: {} cannot receive {}", dst.str(), src.str()));

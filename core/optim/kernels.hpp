@@ -76,6 +76,12 @@ void clip_factor(Context& ctx, const Tensor& sum_squares, double max_norm, Tenso
 // x *= factor[0] (gradient clipping by a device-computed factor).
 void scale_by(Context& ctx, Tensor& x, const Tensor& factor);
 
+// Gradient clipping on the device, without a host read: from the global sum of
+// squares `sum_squares` (f32 [1]; summed over ranks by the caller where the
+// gradients are sharded), scales `grads` by max_norm / (norm + 1e-6) when the
+// norm exceeds max_norm (else by 1) and returns the norm (f32 [1]).
+Tensor clip_to_max_norm(Context& ctx, Tensor& grads, const Tensor& sum_squares, double max_norm);
+
 // Copies an f32 master buffer into a bf16/f16 compute copy (and back for grads).
 void cast_into(Context& ctx, Tensor& dst, const Tensor& src);
 

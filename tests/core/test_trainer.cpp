@@ -75,6 +75,25 @@ TEST(TrainConfig, ParallelSettingsParseAndMistakesAreNamed) {
   EXPECT_NE(bucket.find("parallel.bucket_mib"), std::string::npos) << bucket;
 }
 
+TEST(TrainConfig, AccumulationAndClippingParseAndMistakesAreNamed) {
+  const TrainConfig c = load_train_config(
+      "",
+      {"data.train=s", "data.batch=64", "data.micro_batches=4", "optimizer.grad_clip_norm=1.5"});
+  EXPECT_EQ(c.micro_batches, 4);
+  EXPECT_DOUBLE_EQ(c.grad_clip_norm, 1.5);
+  const TrainConfig again = parse_train_config(to_yaml(c), "resolved");
+  EXPECT_EQ(again.micro_batches, 4);
+  EXPECT_DOUBLE_EQ(again.grad_clip_norm, 1.5);
+  const std::string split = error_of([] {
+    load_train_config("", {"data.train=s", "data.batch=10", "data.micro_batches=4"});
+  });
+  EXPECT_NE(split.find("data.micro_batches"), std::string::npos) << split;
+  const std::string clip = error_of([] {
+    load_train_config("", {"data.train=s", "optimizer.grad_clip_norm=-1"});
+  });
+  EXPECT_NE(clip.find("optimizer.grad_clip_norm"), std::string::npos) << clip;
+}
+
 TEST(TrainConfig, MistakesAreErrorsNamingTheKeyAndWhereItCameFrom) {
   cohort::testing::TempDir dir;
   write_file(dir.file("typo.yaml"), "data:\n  train: s\n  bacth: 32\n");
@@ -354,6 +373,35 @@ TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
       0);
   EXPECT_NE(error_of([&] { run_training(seg_only, core::Device::cpu()); }).find("multitask"),
             std::string::npos);
+}
+
+// Gradient accumulation and clipping through `cohort train`: the run stops and
+// resumes bitwise like any other, and the settings change the result.
+TEST_F(TrainerTest, MicroBatchesAndClippingTrainAndResumeBitwise) {
+  TrainConfig c = config("micro-straight");
+  c.micro_batches = 4;
+  c.grad_clip_norm = 0.5;
+  const TrainResult straight = run_training(c, core::Device::cpu());
+  EXPECT_EQ(straight.steps, 12);
+  EXPECT_TRUE(std::isfinite(straight.final_loss));
+
+  TrainConfig sliced = c;
+  sliced.out_dir = (m_runs.path() / "micro-sliced").string();
+  sliced.stop_after_steps = 7;
+  EXPECT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  const TrainResult rest = run_training(sliced, core::Device::cpu());
+  EXPECT_TRUE(rest.resumed);
+  EXPECT_EQ(rest.steps, 12);
+  expect_same_training_state(straight.checkpoint, rest.checkpoint);
+
+  // Without clipping the same micro-batches give other weights.
+  TrainConfig unclipped = c;
+  unclipped.out_dir = (m_runs.path() / "micro-unclipped").string();
+  unclipped.grad_clip_norm = 0;
+  const TrainResult free = run_training(unclipped, core::Device::cpu());
+  const auto a = core::io::read_checkpoint(straight.checkpoint).tensors.at("model/fc2.weight");
+  const auto b = core::io::read_checkpoint(free.checkpoint).tensors.at("model/fc2.weight");
+  EXPECT_NE(a.to_vector(), b.to_vector());
 }
 
 TEST_F(TrainerTest, BadRunSettingsAreRefusedBeforeTraining) {

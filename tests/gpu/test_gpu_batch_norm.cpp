@@ -43,11 +43,17 @@ bool cudnn_bn_enabled() {
 void set_cudnn_bn(bool use) {
   core::ops::cuda::set_cudnn_batch_norm_enabled(use);
 }
+int64_t cudnn_bn_backward_count() {
+  return core::ops::cuda::cudnn_batch_norm_counts().backward;
+}
 #else
 bool cudnn_bn_enabled() {
   return false;
 }
 void set_cudnn_bn(bool) {}
+int64_t cudnn_bn_backward_count() {
+  return 0;
+}
 #endif
 
 // Sets whether training batch norm tries cuDNN, restoring the setting on exit.
@@ -88,7 +94,19 @@ struct BnCase {
   double lo, hi;  // input range (an offset range exercises the variance's precision)
   bool relu, residual;
   bool training;
+  // The GPU's parameters, running statistics and parameter gradients as views at
+  // an odd offset into larger buffers, like the graph's flat buffers (not 16-byte
+  // aligned: the cuDNN path must copy them through aligned scratch and back).
+  bool param_views = false;
 };
+
+// A copy of a CPU tensor on the GPU as a view one element into a larger buffer.
+Tensor to_gpu_view(const Tensor& t) {
+  Tensor buffer = Tensor::zeros(Shape{t.numel() + 1}, t.dtype(), gpu().device(), gpu().stream());
+  Tensor view = buffer.flat(1, t.numel()).view(t.shape());
+  view.copy_from(t, gpu().stream());
+  return view;
+}
 
 void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
   SCOPED_TRACE(fmt::format("batch norm x {} in [{}, {}) {}{}{} {}", c.x.str(), c.lo, c.hi,
@@ -100,6 +118,9 @@ void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
   const Tensor dy = random_cpu(c.x, seed + 2, -1, 1, dtype);
   const BnParams p = make_params(ch, seed + 3);
   BnParams pc = copy(p), pg = upload(p);
+  if (c.param_views)
+    pg = {to_gpu_view(p.gamma), to_gpu_view(p.beta), to_gpu_view(p.running_mean),
+          to_gpu_view(p.running_var)};
 
   BatchNormArgs args_cpu, args_gpu;
   args_cpu.momentum = args_gpu.momentum = 0.1;
@@ -142,13 +163,20 @@ void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
     const Tensor dg0 = random_cpu(Shape{ch}, seed + 10, -1, 1);
     const Tensor db0 = random_cpu(Shape{ch}, seed + 11, -1, 1);
     Tensor dgamma_cpu = dg0.clone(), dbeta_cpu = db0.clone();
-    Tensor dgamma_gpu = to_gpu(dg0), dbeta_gpu = to_gpu(db0);
+    Tensor dgamma_gpu = c.param_views ? to_gpu_view(dg0) : to_gpu(dg0);
+    Tensor dbeta_gpu = c.param_views ? to_gpu_view(db0) : to_gpu(db0);
+    const int64_t backward_before = cudnn_bn_backward_count();
     const BatchNormGrads g_cpu =
         core::ops::batch_norm_backward(cpu(), dy, x, y_cpu, pc.gamma, saved_cpu, args_cpu,
                                        c.training, dgamma_cpu, dbeta_cpu, accumulate);
     const BatchNormGrads g_gpu =
         core::ops::batch_norm_backward(gpu(), to_gpu(dy, dtype), xg, y_gpu, pg.gamma, saved_gpu,
                                        args_gpu, c.training, dgamma_gpu, dbeta_gpu, accumulate);
+    // A backward after a cuDNN forward runs on cuDNN too (a decline would fall
+    // back silently and leave the cuDNN backward untested).
+    if (saved_gpu.path != BatchNormPath::kernels)
+      EXPECT_EQ(cudnn_bn_backward_count() - backward_before, 1)
+          << "the backward of a cuDNN forward did not run on cuDNN";
     // bf16/f16: y (and so the relu mask) was rounded on the GPU; compare dx loosely.
     expect_near("backward dx", g_gpu.dx, g_cpu.dx, tol_for(dtype, kConvF32));
     const Tol param_tol = dtype == DType::f32 ? kParamGrad : kLowPrecision;
@@ -198,6 +226,30 @@ TEST(GpuBatchNorm, TrainingRunsOnCudnnWhereItCan) {
       EXPECT_NE(saved.path, BatchNormPath::kernels)
           << name_of(cfg.dtype) << (cfg.relu ? " relu" : "") << (cfg.residual ? " residual" : "");
     }
+    // Its backward reuses the forward's reserve space, on cuDNN as well.
+    const Tensor dy = to_gpu(random_cpu(xs, 1903, -1, 1, cfg.dtype), cfg.dtype);
+    Tensor dgamma = Tensor::zeros(Shape{64}, DType::f32, gpu().device(), gpu().stream());
+    Tensor dbeta = Tensor::zeros(Shape{64}, DType::f32, gpu().device(), gpu().stream());
+    const int64_t before = cudnn_bn_backward_count();
+    const Tensor y = core::ops::batch_norm_train(gpu(), x, pg.gamma, pg.beta, pg.running_mean,
+                                                 pg.running_var, args, saved);
+    core::ops::batch_norm_backward(gpu(), dy, x, y, pg.gamma, saved, args, true, dgamma, dbeta,
+                                   false);
+    gpu().synchronize();
+    if (saved.path != BatchNormPath::kernels)
+      EXPECT_EQ(cudnn_bn_backward_count() - before, 1)
+          << name_of(cfg.dtype) << (cfg.relu ? " relu" : "") << (cfg.residual ? " residual" : "")
+          << ": backward fell back to the own kernels";
+  }
+}
+
+// Parameters, running statistics and parameter gradients are views into the
+// graph's flat buffers in real training, not 16-byte aligned: the cuDNN path
+// copies them through aligned scratch (and the running statistics back).
+TEST(GpuBatchNorm, ParameterViewsIntoFlatBuffersMatchCpu) {
+  for (DType d : float_dtypes()) {
+    check_batch_norm({Shape{2, 4, 4, 64}, -1, 1, false, false, true, true}, d, 1500);
+    check_batch_norm({Shape{2, 4, 4, 64}, -1, 1, true, true, true, true}, d, 1510);
   }
 }
 

@@ -117,6 +117,27 @@ TEST(GpuPool, MaxPoolPropagatesNan) {
   }
 }
 
+// The cuDNN path is really taken (a decline falls back silently by design): in
+// f32 with a ResNet stem's geometry, max and average forward and the average
+// backward each run on cuDNN once.
+TEST(GpuPool, CudnnCarriesWhatItAccepts) {
+#ifdef COHORT_WITH_CUDA
+  CudnnPooling setting(true);
+  const Tensor x = to_gpu(random_cpu(Shape{2, 16, 16, 8}, 3, -1, 1));
+  for (bool include_pad : {true, false}) {
+    SCOPED_TRACE(include_pad ? "count_include_pad" : "count_exclude_pad");
+    const PoolGeometry g = pool(3, 2, 1, include_pad);
+    const auto before = core::ops::cuda::cudnn_pooling_counts();
+    const Tensor ym = core::ops::max_pool2d(gpu(), x, g);
+    const Tensor ya = core::ops::avg_pool2d(gpu(), x, g);
+    core::ops::avg_pool2d_backward(gpu(), ya, x.shape(), g);
+    const auto after = core::ops::cuda::cudnn_pooling_counts();
+    EXPECT_EQ(after.forward - before.forward, 2) << "max and average forward on cuDNN";
+    EXPECT_EQ(after.avg_backward - before.avg_backward, 1) << "average backward on cuDNN";
+  }
+#endif
+}
+
 TEST(GpuPool, MaxAndAvgMatchCpu) {
   for (DType d : float_dtypes())
     check_pools(random_cpu(Shape{2, 9, 8, 5}, 1, -1, 1, d), d, 10);

@@ -98,12 +98,16 @@ std::array<int64_t, 8> problem_key(const Tensor& x, const BnShape& s, const Batc
 struct BnDescriptors {
   TensorDescriptor x, channel;
   ActivationDescriptor relu;
+  cudnnStatus_t derived = CUDNN_STATUS_SUCCESS;  // of the per-channel descriptor
   BnDescriptors(const Tensor& t, const BnShape& s, const char* op) {
     x.set_nhwc(core::cuda::cudnn_data_type(t.dtype(), op), s.n, s.h, s.w, s.c);
-    channel.derive_batch_norm(x, kMode);
+    derived = channel.derive_batch_norm(x, kMode);
     relu.set_relu();
   }
 };
+
+// How often cuDNN did the work (tests assert the path each routine took).
+std::atomic<int64_t> g_forward_count{0}, g_forward_fused_count{0}, g_backward_count{0};
 
 // An f32 [C] vector cuDNN reads and writes in place: views into flat buffers can
 // be misaligned for cuDNN's vector loads, so those go through an aligned copy.
@@ -189,6 +193,10 @@ std::atomic<bool>& cudnn_batch_norm_flag() {
 }
 }  // namespace
 
+CudnnBatchNormCounts cudnn_batch_norm_counts() {
+  return {g_forward_count.load(), g_forward_fused_count.load(), g_backward_count.load()};
+}
+
 bool cudnn_batch_norm_enabled() {
   return cudnn_batch_norm_flag().load();
 }
@@ -212,6 +220,12 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
   const Tensor beta = aligned16_input(ctx, beta_in);
   AlignedInOut running_mean(ctx, running_mean_t), running_var(ctx, running_var_t);
   BnDescriptors d(x, s, op);
+  if (d.derived != CUDNN_STATUS_SUCCESS) {
+    if (!cudnn_declined(d.derived)) check_status(d.derived, "cudnnDeriveBNTensorDescriptor");
+    report_declined("batch norm (parameter descriptor)", x, d.derived);
+    decision = declined;
+    return Tensor();
+  }
   Tensor y = new_tensor(ctx, x.shape(), x.dtype());
   BatchNormSaved out;
   out.mean = new_tensor(ctx, Shape{s.c}, DType::f32);
@@ -224,6 +238,7 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
       decision = fused_ok;
       out.path = BatchNormPath::cudnn_fused;
       out.beta = beta;
+      ++g_forward_fused_count;
     } else if (cudnn_declined(st)) {
       report_declined("fused batch norm + relu", x, st);
     } else {
@@ -240,6 +255,7 @@ Tensor cudnn_batch_norm_train(Context& ctx, const Tensor& x_in, const Tensor& ga
     check_status(st, "cudnnBatchNormalizationForwardTrainingEx");
     decision = plain_ok;
     out.path = BatchNormPath::cudnn;
+    ++g_forward_count;
     if (args.relu || residual.defined()) batch_norm_epilogue(ctx, y, residual, args.relu);
   }
   running_mean.commit();
@@ -264,6 +280,7 @@ bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& 
   const Tensor x = aligned16_input(ctx, x_in);
   const Tensor gamma = aligned16_input(ctx, gamma_in);
   BnDescriptors d(x, s, op);
+  check_status(d.derived, "cudnnDeriveBNTensorDescriptor");  // the forward derived it too
 
   BatchNormGrads grads;
   Tensor dy = aligned16_input(ctx, dy_in);
@@ -326,6 +343,7 @@ bool cudnn_batch_norm_backward(Context& ctx, const Tensor& dy_in, const Tensor& 
     return false;
   }
   check_status(st, "cudnnBatchNormalizationBackwardEx");
+  ++g_backward_count;
   if (!direct) {
     if (dgamma.defined()) convert_into(ctx, dg, dgamma, accumulate);
     if (dbeta.defined()) convert_into(ctx, db, dbeta, accumulate);

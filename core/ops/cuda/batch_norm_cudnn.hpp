@@ -20,6 +20,13 @@ namespace cohort::core::ops::cuda {
 bool cudnn_batch_norm_enabled();
 void set_cudnn_batch_norm_enabled(bool enabled);
 
+// How many calls cuDNN has carried out in this process (tests assert which path
+// a forward and its backward took; a decline is otherwise silent by design).
+struct CudnnBatchNormCounts {
+  int64_t forward = 0, forward_fused = 0, backward = 0;
+};
+CudnnBatchNormCounts cudnn_batch_norm_counts();
+
 // Training forward on cuDNN. Returns an undefined tensor, with nothing changed,
 // when cuDNN declines the configuration (remembered per problem); otherwise y,
 // with running statistics updated and saved.{mean, invstd, path, reserve} set.

@@ -86,10 +86,13 @@ struct PoolDescriptors {
   }
 };
 
+std::atomic<int64_t> g_forward_count{0}, g_avg_backward_count{0};
+
 // Records the outcome; returns whether cuDNN did the work.
-bool settle(int& decision, cudnnStatus_t status, const char* call) {
+bool settle(int& decision, cudnnStatus_t status, const char* call, std::atomic<int64_t>& count) {
   if (status == CUDNN_STATUS_SUCCESS) {
     decision = accepted;
+    ++count;
     return true;
   }
   if (core::cuda::cudnn_declined(status)) {
@@ -100,6 +103,10 @@ bool settle(int& decision, cudnnStatus_t status, const char* call) {
 }
 
 }  // namespace
+
+CudnnPoolingCounts cudnn_pooling_counts() {
+  return {g_forward_count.load(), g_avg_backward_count.load()};
+}
 
 bool cudnn_pooling_enabled() {
   return pooling_flag().load();
@@ -120,7 +127,7 @@ Tensor cudnn_pool_forward(Context& ctx, const Tensor& x_in, const PoolGeometry& 
   const float one = 1.f, zero = 0.f;
   const cudnnStatus_t st = cudnnPoolingForward(core::cuda::cuda_backend(ctx).cudnn(), d.pool.get(),
                                                &one, d.x.get(), x.raw(), &zero, d.y.get(), y.raw());
-  return settle(*decision, st, "cudnnPoolingForward") ? y : Tensor();
+  return settle(*decision, st, "cudnnPoolingForward", g_forward_count) ? y : Tensor();
 }
 
 Tensor cudnn_avg_pool_backward(Context& ctx, const Tensor& dy_in, const Shape& x_shape,
@@ -137,7 +144,7 @@ Tensor cudnn_avg_pool_backward(Context& ctx, const Tensor& dy_in, const Shape& x
   const cudnnStatus_t st = cudnnPoolingBackward(core::cuda::cuda_backend(ctx).cudnn(), d.pool.get(),
                                                 &one, d.y.get(), dy.raw(), d.y.get(), dy.raw(),
                                                 d.x.get(), dx.raw(), &zero, d.x.get(), dx.raw());
-  return settle(*decision, st, "cudnnPoolingBackward") ? dx : Tensor();
+  return settle(*decision, st, "cudnnPoolingBackward", g_avg_backward_count) ? dx : Tensor();
 }
 
 }  // namespace cohort::core::ops::cuda

@@ -17,6 +17,12 @@ namespace cohort::core::ops::cuda {
 bool cudnn_pooling_enabled();
 void set_cudnn_pooling_enabled(bool enabled);
 
+// How many calls cuDNN has carried out in this process (tests assert the path).
+struct CudnnPoolingCounts {
+  int64_t forward = 0, avg_backward = 0;
+};
+CudnnPoolingCounts cudnn_pooling_counts();
+
 // y = pool(x) on cuDNN, or an undefined tensor when cuDNN declines (remembered
 // per problem). x is NHWC and validated by the caller; y_shape its pooled shape.
 Tensor cudnn_pool_forward(Context& ctx, const Tensor& x, const PoolGeometry& g, bool max,
