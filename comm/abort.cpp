@@ -28,6 +28,8 @@ Hooks& hooks() {
   return *h;
 }
 std::atomic<bool> g_aborting{false};
+// How long the abort hooks may take before the process exits regardless.
+constexpr int kAbortHookSeconds = 5;
 
 }  // namespace
 
@@ -59,6 +61,16 @@ void abort_job(const std::string& reason, int exit_code) noexcept {
                identity.c_str());
   std::fflush(stderr);
   std::fflush(stdout);
+  // A hook that never returns (ncclCommAbort stuck behind a wedged GPU) must not
+  // keep the process alive: whatever the hooks have done by then, the process
+  // ends a few seconds later anyway.
+  std::thread([exit_code] {
+    std::this_thread::sleep_for(std::chrono::seconds(kAbortHookSeconds));
+    std::fprintf(stderr, "cohort: abort hooks did not finish in %d s; exiting\n",
+                 kAbortHookSeconds);
+    std::fflush(stderr);
+    std::_Exit(exit_code);
+  }).detach();
   {
     Hooks& h = hooks();
     std::lock_guard lock(h.mutex);

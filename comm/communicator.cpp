@@ -192,7 +192,17 @@ WorkPtr Communicator::issue(Call call) {
   Totals& totals = m_totals[static_cast<size_t>(call.info.op)];
   ++totals.calls;
   totals.bytes += call.info.count * static_cast<int64_t>(core::dtype_size(call.info.dtype));
-  std::unique_ptr<PendingCollective> pending = start(call);
+  // Starting may itself wait for the peers (NCCL connects lazily, inside the
+  // first collective that needs a connection): watched too, so a rank that never
+  // arrives ends the job instead of hanging it before any Work exists.
+  std::unique_ptr<PendingCollective> pending;
+  {
+    const std::shared_ptr<Watch> starting =
+        m_watchdog->watch(fmt::format("starting {} [{} backend]", call.info.str(), backend_name()),
+                          m_options.timeout_s);
+    pending = start(call);
+    starting->finish();
+  }
   std::shared_ptr<Watch> watch;
   if (pending)
     watch = m_watchdog->watch(fmt::format("{} [{} backend]", call.info.str(), backend_name()),

@@ -106,17 +106,19 @@ double DataParallel::exposed_comm_seconds() {
 }
 
 void DataParallel::finish_backward(core::Context& ctx) {
+  // A backward that communicated nothing (gradient accumulation's micro-batches
+  // before the last) has nothing to wait for and must not overwrite the step's
+  // measurement with an empty interval.
+  if (!m_armed) return;
   // The previous step's interval first (read before its events are reused).
   if (!m_exposed) m_exposed = std::make_unique<core::StreamInterval>(ctx.device());
   (void)exposed_comm_seconds();
   m_exposed->begin(ctx.stream());
-  const bool armed = m_armed;
   m_armed = false;
   // Every launched bucket is finished before an unready one is reported, so no
   // collective is left in flight behind the error.
   const Bucket* unready = nullptr;
   for (Bucket& b : m_buckets) {
-    if (!armed) continue;
     if (!b.work) {
       if (unready == nullptr) unready = &b;
       continue;

@@ -104,10 +104,11 @@ bool event_done(cudaEvent_t event) {
 class NcclPending final : public PendingCollective {
  public:
   NcclPending(std::shared_ptr<Event> done, std::shared_ptr<SharedComm> shared,
-              cudaStream_t issue_stream, Tensor keep_a, Tensor keep_b)
+              cudaStream_t issue_stream, int device, Tensor keep_a, Tensor keep_b)
       : m_done(std::move(done)),
         m_shared(std::move(shared)),
         m_issue_stream(issue_stream),
+        m_device(device),
         m_keep_a(std::move(keep_a)),
         m_keep_b(std::move(keep_b)) {}
 
@@ -137,15 +138,22 @@ class NcclPending final : public PendingCollective {
   }
 
   std::function<ProbeResult()> watchdog_probe() override {
-    // The watchdog thread's current device would otherwise be 0: its first CUDA
-    // call would create a context on GPU 0 in every rank of a multi-GPU node.
-    int device = 0;
-    COHORT_CUDA_CHECK(cudaGetDevice(&device));
-    return [done = m_done, shared = m_shared, device]() {
+    // The communicator's GPU, set on the watchdog thread: its current device
+    // would otherwise be 0, and its first CUDA call would create a context on
+    // GPU 0 in every rank of a multi-GPU node.
+    return [done = m_done, shared = m_shared, device = m_device]() {
       COHORT_CUDA_CHECK_PRINT(cudaSetDevice(device));
       ProbeResult result;
       result.done = event_done(done->get());
-      if (!result.done) result.error = async_error(*shared);
+      if (!result.done) {
+        result.error = async_error(*shared);
+        // A communicator destroyed after its last collective completed (normal
+        // shutdown, between the two queries above) is no failure.
+        if (!result.error.empty() && event_done(done->get())) {
+          result.done = true;
+          result.error.clear();
+        }
+      }
       return result;
     };
   }
@@ -154,6 +162,7 @@ class NcclPending final : public PendingCollective {
   std::shared_ptr<Event> m_done;
   std::shared_ptr<SharedComm> m_shared;
   cudaStream_t m_issue_stream;
+  int m_device;
   Tensor m_keep_a, m_keep_b;
 };
 
@@ -258,7 +267,8 @@ class NcclCommunicator final : public Communicator {
     }
     auto done = std::make_shared<Event>();
     COHORT_CUDA_CHECK(cudaEventRecord(done->get(), m_stream));
-    return std::make_unique<NcclPending>(std::move(done), m_shared, call.stream, in, out);
+    return std::make_unique<NcclPending>(std::move(done), m_shared, call.stream, device().index, in,
+                                         out);
   }
 
  private:
