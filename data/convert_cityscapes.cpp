@@ -212,8 +212,9 @@ Manifest convert_cityscapes(const CityscapesOptions& o) {
   ShardSetWriter writer(o.out_dir, spec, o.writer);
   const std::array<uint8_t, 256> to_train = cityscapes_id_to_train_id();
 
-  // Pass 2: decode, map, compute depth; the image's PNG bytes are kept verbatim when
-  // the set stores PNG (decoding still proves the file is sound).
+  // Pass 2: decode, map, compute depth; with keep_png the image's PNG bytes are
+  // kept verbatim (decoding still proves the file is sound), else the writer
+  // re-encodes the decoded pixels.
   detail::write_in_order(
       writer, n, o.threads,
       [&](int64_t i) {
@@ -222,7 +223,7 @@ Manifest convert_cityscapes(const CityscapesOptions& o) {
         r.name = f.stem;
         std::vector<uint8_t> bytes = read_file_bytes(f.image);
         r.image = decode_image(bytes.data(), bytes.size(), 3, f.image);
-        if (o.encoding == ImageEncoding::png &&
+        if (o.keep_png && o.encoding == ImageEncoding::png &&
             sniff_image_format(bytes.data(), bytes.size()) == ImageFileFormat::png)
           r.encoded = std::move(bytes);
         const size_t pixels = static_cast<size_t>(r.image.height * r.image.width);

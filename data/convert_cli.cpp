@@ -84,6 +84,9 @@ int run_convert(const std::vector<std::string>& args) {
   cs_cmd->add_option("--limit", cs.limit, "Only the first N images (0 = all)")
       ->capture_default_str();
   add_common(cs_cmd, cs_flags, "png", true);
+  cs_cmd->add_flag("--keep-png", cs.keep_png,
+                   "With --encoding png: store the source PNG files verbatim instead of "
+                   "re-encoding them with row filters that decode ~23% faster");
 
   CommonFlags if_flags;
   ImageFolderOptions fo;

@@ -367,6 +367,12 @@ bool png_phase_write(png_structp png, png_infop info, PngSink* sink, png_uint_32
   png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_set_compression_level(png, level);
+  // Only the Sub and Up row filters: libpng's adaptive choice mostly picks Paeth,
+  // whose reconstruction is the slowest part of decoding after inflate. Measured
+  // on four real photographs resized to 2048x1024 (zlib level 3, libpng 1.6):
+  // decoding 22-24% faster (e.g. 38.1 -> 29.8 ms), files 3% smaller to 4% larger.
+  // The loader decodes every frame of every epoch; the encoder runs once.
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB | PNG_FILTER_UP);
   png_write_info(png, info);
   if (bit_depth == 16) png_set_swap(png);  // our samples are little-endian in memory
   png_write_image(png, rows);

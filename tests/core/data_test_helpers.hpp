@@ -3,11 +3,13 @@
 // damage them on purpose, and file utilities.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,32 @@
 #include "data/shard_writer.hpp"
 
 namespace cohort::data::testing {
+
+// The row filter types (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth) a non-interlaced
+// PNG of `bytes_per_row` bytes per row uses: its IDAT chunks inflated, then the
+// first byte of every row. Read independently of libpng.
+inline std::set<int> png_row_filters(const std::vector<uint8_t>& png, size_t bytes_per_row,
+                                     size_t rows) {
+  std::vector<uint8_t> idat;
+  for (size_t at = 8; at + 12 <= png.size();) {
+    const size_t length = (size_t{png[at]} << 24) | (size_t{png[at + 1]} << 16) |
+                          (size_t{png[at + 2]} << 8) | size_t{png[at + 3]};
+    const std::string type(png.begin() + static_cast<std::ptrdiff_t>(at + 4),
+                           png.begin() + static_cast<std::ptrdiff_t>(at + 8));
+    if (type == "IDAT")
+      idat.insert(idat.end(), png.begin() + static_cast<std::ptrdiff_t>(at + 8),
+                  png.begin() + static_cast<std::ptrdiff_t>(at + 8 + length));
+    at += 12 + length;
+  }
+  std::vector<uint8_t> raw(rows * (bytes_per_row + 1));
+  uLongf size = static_cast<uLongf>(raw.size());
+  EXPECT_EQ(uncompress(raw.data(), &size, idat.data(), static_cast<uLong>(idat.size())), Z_OK);
+  EXPECT_EQ(size, raw.size());
+  std::set<int> filters;
+  for (size_t r = 0; r < rows; ++r)
+    filters.insert(raw[r * (bytes_per_row + 1)]);
+  return filters;
+}
 
 // Distinct, reproducible bytes (a small LCG): images whose every sample differs.
 inline std::vector<uint8_t> pattern_bytes(size_t n, uint32_t seed) {

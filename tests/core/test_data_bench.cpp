@@ -4,6 +4,7 @@
 // COHORT_BENCH_OUT=<dir> also writes preview PNGs of a synthetic scene there.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <png.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "data/checksum.hpp"
 #include "data/convert.hpp"
 #include "data/image_codec.hpp"
+#include "data/image_resize.hpp"
 #include "data/shard_reader.hpp"
 #include "data/synthetic_scenes.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -156,6 +158,54 @@ TEST(DataBench, DISABLED_Fletcher32PerRawChunk) {
   }
   std::printf("fletcher32 over 6 MiB: best of 20 %.3f ms (%.1f GB/s) [%08x]\n", best,
               bytes.size() / best / 1e6, sum);
+}
+
+// What PNG row filters cost the loader's decoder: a photograph (any JPEG/PNG in
+// COHORT_BENCH_IMAGE, e.g. opencv-doc's examples/data/leuvenA.jpg) resized to
+// 2048x1024, encoded at zlib level 3 with libpng's adaptive choice and with the
+// Sub/Up filters encode_png uses; bytes and best-of-5 decode_image time.
+namespace png_bench {
+void write(png_structp png, png_bytep data, png_size_t n) {
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  out->insert(out->end(), data, data + n);
+}
+void flush(png_structp) {}
+std::vector<uint8_t> encode(const Image8& img, int filters) {
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_set_write_fn(png, &out, &write, &flush);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(img.width), static_cast<png_uint_32>(img.height),
+               8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_set_compression_level(png, 3);
+  png_set_filter(png, PNG_FILTER_TYPE_BASE, filters);
+  png_write_info(png, info);
+  for (int64_t y = 0; y < img.height; ++y)
+    png_write_row(png, img.pixels.data() + y * img.width * 3);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+}  // namespace png_bench
+
+TEST(DataBench, DISABLED_PngRowFilterDecodeCost) {
+  const char* path = std::getenv("COHORT_BENCH_IMAGE");
+  if (path == nullptr) GTEST_SKIP() << "set COHORT_BENCH_IMAGE=<a photograph>";
+  const Image8 photo = resize_image(read_image_file(path, 3), 1024, 2048);
+  for (const auto& [name, filters] :
+       {std::pair<const char*, int>{"adaptive (libpng default)", PNG_ALL_FILTERS},
+        {"sub|up (encode_png)", PNG_FILTER_SUB | PNG_FILTER_UP}}) {
+    const std::vector<uint8_t> png = png_bench::encode(photo, filters);
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+      const double a = now_ms();
+      const Image8 back = decode_image(png.data(), png.size(), 3, "bench");
+      best = std::min(best, now_ms() - a);
+      ASSERT_EQ(back.pixels, photo.pixels);
+    }
+    std::printf("%-26s %6.2f MB  decode %6.2f ms\n", name, png.size() / 1e6, best);
+  }
 }
 
 TEST(DataBench, DISABLED_SyntheticScenePreview) {

@@ -134,10 +134,25 @@ TEST_F(ConvertCityscapes, TrainIdsAndDepthMatchAnIndependentComputation) {
       EXPECT_GT(invalid, 0);
     }
   }
-  // PNG sets keep the source files verbatim.
+  // PNG sets hold the frames re-encoded losslessly with the fast row filters ...
+  const std::vector<uint8_t> source =
+      file_bytes(file("leftImg8bit", "train", frames[0], "_leftImg8bit.png"));
+  const Image8 source_pixels = decode_image(source.data(), source.size(), 3, "source");
   const ShardSet png = ShardSet::open(path("out-png"));
-  EXPECT_EQ(png.fetch(0).image,
-            file_bytes(file("leftImg8bit", "train", frames[0], "_leftImg8bit.png")));
+  const std::vector<uint8_t> stored = png.fetch(0).image;
+  EXPECT_NE(stored, source);
+  EXPECT_EQ(decode_image(stored.data(), stored.size(), 3, "stored").pixels, source_pixels.pixels);
+  for (int f : png_row_filters(stored, static_cast<size_t>(source_pixels.width * 3),
+                               static_cast<size_t>(source_pixels.height)))
+    EXPECT_TRUE(f == 1 || f == 2) << "row filter " << f;
+  // ... or, with keep_png, the source files verbatim.
+  CityscapesOptions keep;
+  keep.root = root();
+  keep.split = "train";
+  keep.keep_png = true;
+  keep.out_dir = path("out-png-kept");
+  convert_cityscapes(keep);
+  EXPECT_EQ(ShardSet::open(path("out-png-kept")).fetch(0).image, source);
 }
 
 TEST_F(ConvertCityscapes, AnySplitAndCoarseAnnotations) {

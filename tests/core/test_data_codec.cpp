@@ -48,6 +48,19 @@ TEST(DataCodec, PngRoundTripsGreyAndRgbExactly) {
       ASSERT_EQ(rgb.pixels[p * 3 + k], grey.pixels[p]);
 }
 
+// The encoder limits itself to the Sub and Up row filters (fast to reconstruct
+// when the loader decodes); a photograph-like image makes it use both.
+TEST(DataCodec, PngImagesUseOnlyTheFastRowFilters) {
+  Image8 img{64, 96, 3, pattern_bytes(64 * 96 * 3, 5)};
+  for (int64_t y = 0; y < 32; ++y)  // smooth upper half, noisy lower half
+    for (int64_t x = 0; x < 96 * 3; ++x)
+      img.pixels[static_cast<size_t>(y * 96 * 3 + x)] = static_cast<uint8_t>(x / 3 + 2 * y);
+  const std::set<int> filters = png_row_filters(encode_png(img, 3), 96 * 3, 64);
+  for (int f : filters)
+    EXPECT_TRUE(f == 1 || f == 2) << "row filter " << f;
+  EXPECT_FALSE(filters.empty());
+}
+
 TEST(DataCodec, LabelPngsDecodeVerbatimAndColourIsRefused) {
   Image8 ids{3, 4, 1, {0, 7, 26, 33, 255, 1, 2, 3, 40, 41, 42, 43}};
   const std::vector<uint8_t> png = encode_png(ids);
