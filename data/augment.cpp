@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -141,6 +142,18 @@ AxisTable make_table(const AxisPlan& a, int64_t src_len, bool flip) {
   t.lo = flip ? a.size - a.valid_end : a.valid_begin;
   t.hi = flip ? a.size - a.valid_begin : a.valid_end;
   return t;
+}
+
+// The source positions [first, last + 1) the bilinear taps of `t`'s non-padding
+// outputs read; empty when every output is padding.
+std::pair<int64_t, int64_t> tap_range(const AxisTable& t) {
+  int64_t first = std::numeric_limits<int64_t>::max(), last = -1;
+  for (int64_t o = t.lo; o < t.hi; ++o) {
+    first = std::min<int64_t>(first, std::min(t.i0[o], t.i1[o]));
+    last = std::max<int64_t>(last, std::max(t.i0[o], t.i1[o]));
+  }
+  return last < 0 ? std::pair<int64_t, int64_t>{0, 0}
+                  : std::pair<int64_t, int64_t>{first, last + 1};
 }
 
 // Colour jitter + normalisation as one affine map of the sampled 0..255 values:
@@ -506,6 +519,13 @@ void render_sample(const Sample& sample, const SamplePlan& plan, const DatasetSp
         out.depth_valid[i] = depth[i] > 0.0f ? 1 : 0;
     }
   }
+}
+
+ImageWindow source_window(const SamplePlan& plan, int64_t height, int64_t width) {
+  // The same tables render_sample builds, so the window is exactly what it reads.
+  const auto [r0, r1] = tap_range(make_table(plan.y, height, false));
+  const auto [c0, c1] = tap_range(make_table(plan.x, width, plan.flip));
+  return {r0, r1, c0, c1};
 }
 
 }  // namespace cohort::data

@@ -30,6 +30,7 @@
 #include <cstdint>
 
 #include "core/dtype.hpp"
+#include "data/image_codec.hpp"
 #include "data/shard_format.hpp"
 #include "data/shard_reader.hpp"
 
@@ -105,6 +106,11 @@ void output_size(const AugmentOptions& options, TaskKind kind, int64_t image_hei
 // size. Evaluation plans use no randomness (seed, epoch and index are ignored).
 SamplePlan plan_sample(const AugmentOptions& options, TaskKind kind, int64_t image_height,
                        int64_t image_width, uint64_t seed, int64_t epoch, int64_t index);
+
+// The source pixels render_sample reads for the image under `plan` (bilinear taps
+// of the non-padding outputs; labels and depth are read whole): what the loader
+// asks decode_image_window for. Empty (all zero) when the crop is all padding.
+ImageWindow source_window(const SamplePlan& plan, int64_t height, int64_t width);
 
 // Where one sample's outputs go: row pointers into the batch buffers (any may be null
 // to skip that output). Sizes are the plan's x.size, y.size and the image's channels.

@@ -125,9 +125,11 @@ void stage_times(const DataBenchOptions& o, const ShardSet& set, double& fetch_m
     const auto t0 = Clock::now();
     SampleBytes bytes = set.fetch(i);
     const auto t1 = Clock::now();
-    const Sample s = set.decode(std::move(bytes));
+    const auto [height, width, channels] = set.image_shape(i);
+    const SamplePlan plan = plan_sample(augment, o.kind, height, width, 0, 0, i);
+    const ImageWindow window = source_window(plan, height, width);
+    const Sample s = set.decode(std::move(bytes), o.decode_window ? &window : nullptr);
     const auto t2 = Clock::now();
-    const SamplePlan plan = plan_sample(augment, o.kind, s.image.height, s.image.width, 0, 0, i);
     render_sample(s, plan, set.spec(),
                   {image.data(), o.image_dtype, labels ? label.data() : nullptr, core::DType::u8,
                    depths ? depth.data() : nullptr, depths ? valid.data() : nullptr});
@@ -150,6 +152,7 @@ DataBenchRow measure(const DataBenchOptions& o, const ShardSet& set, ImageEncodi
   lo.seed = 1;
   lo.image_dtype = o.image_dtype;
   lo.augment = AugmentOptions::dense_train(o.crop_height, o.crop_width);
+  lo.decode_window = o.decode_window;
   Loader loader(set, lo);
   for (int i = 0; i < 2; ++i)  // warm-up: thread start, first slots, allocator
     loader.next();

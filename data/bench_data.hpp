@@ -41,7 +41,10 @@ struct DataBenchOptions {
   double min_seconds = 2.0;
   int64_t min_batches = 4;
   bool write_frames = true;  // the PNG files for the PyTorch baseline
-  std::FILE* out = stdout;   // nullptr prints nothing
+  // Encoded storage: decode only each crop's source window, as the loader does by
+  // default (false: whole images, for comparison).
+  bool decode_window = true;
+  std::FILE* out = stdout;  // nullptr prints nothing
 };
 
 struct DataBenchRow {

@@ -10,6 +10,7 @@
 #include <png.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csetjmp>
 #include <cstdio>
@@ -136,9 +137,21 @@ bool png_phase_rows(png_structp png, png_bytepp rows) {
   return true;
 }
 
+// Rows [0, end) of a non-interlaced PNG, then no more: each row's filter needs the
+// one above it, so the rows above a window are decoded too, but nothing below it.
+bool png_phase_first_rows(png_structp png, png_bytepp rows, png_uint_32 end) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  for (png_uint_32 y = 0; y < end; ++y)
+    png_read_row(png, rows[y], nullptr);
+  return true;
+}
+
 // Decodes into `out` (of `rowbytes` per row) after applying `t`; checks the row size.
+// `row_end` < height (non-interlaced only): stop after that row (the caller reads
+// no more; the trailing chunks are not read).
 void png_decode_into(PngReader& reader, const PngHeader& h, const PngTransforms& t,
-                     int want_channels, size_t want_bytes_per_sample, uint8_t* out) {
+                     int want_channels, size_t want_bytes_per_sample, uint8_t* out,
+                     png_uint_32 row_end = PNG_UINT_31_MAX) {
   size_t rowbytes = 0;
   int channels = 0;
   if (!png_phase_transforms(reader.png(), reader.info(), &t, &rowbytes, &channels))
@@ -150,6 +163,11 @@ void png_decode_into(PngReader& reader, const PngHeader& h, const PngTransforms&
   std::vector<png_bytep> rows(h.height);
   for (png_uint_32 y = 0; y < h.height; ++y)
     rows[y] = out + size_t{y} * rowbytes;
+  if (row_end < h.height && h.interlace == PNG_INTERLACE_NONE) {
+    if (!png_phase_first_rows(reader.png(), rows.data(), row_end))
+      reader.fail("reading the pixels");
+    return;
+  }
   if (!png_phase_rows(reader.png(), rows.data())) reader.fail("reading the pixels");
 }
 
@@ -252,6 +270,28 @@ bool jpeg_phase_rows(JpegDecoder* d, uint8_t* out, size_t rowbytes) {
   return true;
 }
 
+// Rows [r0, r1) and columns [c0, c1) (at least; libjpeg widens the columns to
+// whole iMCUs and reports where they start): the rows above are skipped (entropy-
+// decoded only), the columns outside never reach the inverse DCT, and decoding
+// stops after row r1 - 1. Each decoded row lands at its place in `out`.
+bool jpeg_phase_window(JpegDecoder* d, uint8_t* out, size_t rowbytes, int channels, JDIMENSION r0,
+                       JDIMENSION r1, JDIMENSION c0, JDIMENSION c1) {
+  if (setjmp(d->errors.jump)) return false;
+  JDIMENSION x0 = 0;
+  if (c1 - c0 < d->cinfo.output_width) {
+    JDIMENSION width = c1 - c0;
+    x0 = c0;
+    jpeg_crop_scanline(&d->cinfo, &x0, &width);
+  }
+  if (r0 > 0) jpeg_skip_scanlines(&d->cinfo, r0);
+  while (d->cinfo.output_scanline < r1) {
+    JSAMPROW row = out + size_t{d->cinfo.output_scanline} * rowbytes + size_t{x0} * channels;
+    jpeg_read_scanlines(&d->cinfo, &row, 1);
+  }
+  jpeg_abort_decompress(&d->cinfo);  // the rest is not wanted
+  return true;
+}
+
 [[noreturn]] void jpeg_fail(const JpegDecoder& d, const std::string& name, const char* stage) {
   COHORT_FAIL(fmt::format("{}: cannot decode JPEG ({}): {}", name, stage,
                           d.errors.message[0] ? d.errors.message : "libjpeg error"));
@@ -269,7 +309,9 @@ ImageInfo jpeg_info(const uint8_t* data, size_t size, const std::string& name) {
   return info;
 }
 
-Image8 jpeg_decode(const uint8_t* data, size_t size, int channels, const std::string& name) {
+// `window`: null for the whole image, else the part the caller reads.
+Image8 jpeg_decode(const uint8_t* data, size_t size, int channels, const std::string& name,
+                   const ImageWindow* window = nullptr) {
   JpegDecoder d;
   if (!jpeg_phase_header(&d, data, size)) jpeg_fail(d, name, "reading the header");
   const J_COLOR_SPACE stored = d.cinfo.jpeg_color_space;
@@ -286,8 +328,24 @@ Image8 jpeg_decode(const uint8_t* data, size_t size, int channels, const std::st
   image.width = d.cinfo.output_width;
   image.channels = channels;
   image.pixels.resize(image.bytes());
-  if (!jpeg_phase_rows(&d, image.pixels.data(), size_t(image.width) * channels))
-    jpeg_fail(d, name, "reading the pixels");
+  const size_t rowbytes = size_t(image.width) * channels;
+  if (window != nullptr) {
+    // A margin around the window: libjpeg's fancy upsampling of subsampled chroma
+    // treats the edges of a cropped or skipped region as image edges, so the
+    // pixels next to them may differ from a full decode; those stay outside.
+    constexpr int64_t kMargin = 16;
+    const auto clamp = [](int64_t v, int64_t hi) { return std::clamp<int64_t>(v, 0, hi); };
+    const auto r0 = static_cast<JDIMENSION>(clamp(window->row_begin - kMargin, image.height));
+    const auto r1 = static_cast<JDIMENSION>(clamp(window->row_end + kMargin, image.height));
+    const auto c0 = static_cast<JDIMENSION>(clamp(window->col_begin - kMargin, image.width));
+    const auto c1 = static_cast<JDIMENSION>(clamp(window->col_end + kMargin, image.width));
+    if (r0 < r1 && c0 < c1) {
+      if (!jpeg_phase_window(&d, image.pixels.data(), rowbytes, channels, r0, r1, c0, c1))
+        jpeg_fail(d, name, "reading the pixels");
+      return image;
+    }
+  }
+  if (!jpeg_phase_rows(&d, image.pixels.data(), rowbytes)) jpeg_fail(d, name, "reading the pixels");
   return image;
 }
 
@@ -435,13 +493,16 @@ ImageInfo read_image_info_file(const std::string& path) {
   return read_image_info(bytes.data(), bytes.size(), path);
 }
 
-Image8 decode_image(const uint8_t* data, size_t size, int channels, const std::string& name) {
+namespace {
+
+Image8 decode_any(const uint8_t* data, size_t size, int channels, const std::string& name,
+                  const ImageWindow* window) {
   COHORT_CHECK(channels == 0 || channels == 1 || channels == 3,
                fmt::format("{}: decode to {} channels (1, 3 or 0 = as stored)", name, channels));
   const auto format = sniff_image_format(data, size);
   COHORT_CHECK(format.has_value(),
                fmt::format("{}: not a PNG or JPEG file ({} bytes, unknown signature)", name, size));
-  if (*format == ImageFileFormat::jpeg) return jpeg_decode(data, size, channels, name);
+  if (*format == ImageFileFormat::jpeg) return jpeg_decode(data, size, channels, name, window);
 
   PngReader reader(data, size, name);
   const PngHeader h = png_header(reader);
@@ -460,8 +521,22 @@ Image8 decode_image(const uint8_t* data, size_t size, int channels, const std::s
   image.width = h.width;
   image.channels = channels;
   image.pixels.resize(image.bytes());
-  png_decode_into(reader, h, t, channels, 1, image.pixels.data());
+  png_uint_32 row_end = PNG_UINT_31_MAX;
+  if (window != nullptr)
+    row_end = static_cast<png_uint_32>(std::clamp<int64_t>(window->row_end, 0, h.height));
+  png_decode_into(reader, h, t, channels, 1, image.pixels.data(), row_end);
   return image;
+}
+
+}  // namespace
+
+Image8 decode_image(const uint8_t* data, size_t size, int channels, const std::string& name) {
+  return decode_any(data, size, channels, name, nullptr);
+}
+
+Image8 decode_image_window(const uint8_t* data, size_t size, int channels, const std::string& name,
+                           const ImageWindow& window) {
+  return decode_any(data, size, channels, name, &window);
 }
 
 Image8 read_image_file(const std::string& path, int channels) {

@@ -51,6 +51,22 @@ ImageInfo read_image_info_file(const std::string& path);
 // stored, alpha dropped: 1 for grey, 3 for colour). 16-bit PNGs are reduced to 8
 // bits, palettes expanded; no gamma or colour-profile conversion is applied.
 Image8 decode_image(const uint8_t* data, size_t size, int channels, const std::string& name);
+
+// The part of an image a caller reads: rows [row_begin, row_end), columns
+// [col_begin, col_end) (clamped to the image).
+struct ImageWindow {
+  int64_t row_begin = 0, row_end = 0, col_begin = 0, col_end = 0;
+};
+// decode_image for a caller that reads only `window` (the loader: the source
+// pixels of one random crop). Inside the window the pixels are those of
+// decode_image; outside they are unspecified. The work saved: a PNG stops after
+// the window's last row (rows above it must be decoded: each row's filter needs
+// the one above); a JPEG skips the rows above the window (entropy decoding only),
+// keeps the columns outside it from the inverse DCT and colour conversion, and
+// stops after its last row. Bytes after the last decoded row are not examined:
+// the shard's checksums vouch for them.
+Image8 decode_image_window(const uint8_t* data, size_t size, int channels, const std::string& name,
+                           const ImageWindow& window);
 Image8 read_image_file(const std::string& path, int channels);
 
 // Decodes a PNG of label ids verbatim: 8-bit (or fewer bits) grey values, or palette

@@ -336,9 +336,12 @@ std::string Loader::Impl::process(const Item& item, SampleBytes& bytes) {
     // The slot's pinned buffers may still be read by the copy of its previous batch.
     if (staging) staging->wait_host_free(item.slot);
     set.fetch(item.index, bytes);
-    const Sample sample = set.decode(std::move(bytes));
-    const SamplePlan plan = plan_sample(options.augment, kind, sample.image.height,
-                                        sample.image.width, options.seed, item.epoch, item.index);
+    // The plan first: an encoded image is then decoded only as far as its crop needs.
+    const auto [height, width, channels] = set.image_shape(item.index);
+    const SamplePlan plan =
+        plan_sample(options.augment, kind, height, width, options.seed, item.epoch, item.index);
+    const ImageWindow window = source_window(plan, height, width);
+    const Sample sample = set.decode(std::move(bytes), options.decode_window ? &window : nullptr);
     Slot& slot = slots[static_cast<size_t>(item.slot)];
     auto row = [&](int k) -> uint8_t* {
       return row_bytes[k] ? slot.host[k] + item.row * row_bytes[k] : nullptr;

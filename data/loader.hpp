@@ -58,7 +58,10 @@ struct LoaderOptions {
   bool shuffle = true;
   // Training: start here instead of epoch 0 (a checkpoint's position()).
   std::optional<SamplerPosition> start;
-  int threads = 0;   // worker threads; 0 = the machine's hardware threads
+  int threads = 0;  // worker threads; 0 = the machine's hardware threads
+  // Encoded images (PNG/JPEG): decode only the part the sample's crop reads
+  // (decode_image_window); the batches are the same either way (tested).
+  bool decode_window = true;
   int prefetch = 2;  // batches being prepared or ready ahead of the consumer (>= 1)
   AugmentOptions augment;
   core::DType image_dtype = core::DType::f32;  // f32 or bf16

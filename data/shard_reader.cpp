@@ -619,7 +619,7 @@ SampleBytes ShardSet::fetch(int64_t index) const {
   return out;
 }
 
-Sample ShardSet::decode(SampleBytes bytes) const {
+Sample ShardSet::decode(SampleBytes bytes, const ImageWindow* window) const {
   int64_t local = 0;
   const ShardIndex& s = m_state->locate(bytes.index, local);
   const DatasetSpec& spec = m_state->manifest.spec;
@@ -633,7 +633,10 @@ Sample ShardSet::decode(SampleBytes bytes) const {
                  fmt::format("{}: {} image bytes for {}x{}x{}", who, bytes.image.size(), H, W, C));
     out.image = Image8{H, W, C, std::move(bytes.image)};
   } else {
-    out.image = decode_image(bytes.image.data(), bytes.image.size(), static_cast<int>(C), who);
+    out.image = window != nullptr ? decode_image_window(bytes.image.data(), bytes.image.size(),
+                                                        static_cast<int>(C), who, *window)
+                                  : decode_image(bytes.image.data(), bytes.image.size(),
+                                                 static_cast<int>(C), who);
     COHORT_CHECK(out.image.height == H && out.image.width == W,
                  fmt::format("{}: the stored image decodes to {}x{}, image_shapes says {}x{}", who,
                              out.image.height, out.image.width, H, W));

@@ -74,8 +74,10 @@ class ShardSet {
   SampleBytes fetch(int64_t index) const;
 
   // Thread-safe, CPU only: inflates label/depth chunks, decodes PNG/JPEG, widens f16
-  // depth, and checks that label values are class ids or kIgnoreLabel.
-  Sample decode(SampleBytes bytes) const;
+  // depth, and checks that label values are class ids or kIgnoreLabel. `window`:
+  // only that part of an encoded image is needed (decode_image_window; pixels
+  // outside it are unspecified); raw images are whole anyway.
+  Sample decode(SampleBytes bytes, const ImageWindow* window = nullptr) const;
   Sample read(int64_t index) const { return decode(fetch(index)); }
 
   // The opened state (defined in the internal data/shard_index.hpp; open() and the

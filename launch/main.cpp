@@ -289,6 +289,9 @@ int main(int argc, char** argv) {
   data_cmd->add_option("--kind", data_kind, "segmentation or multitask")->capture_default_str();
   data_cmd->add_option("--dtype", data_dtype, "f32 or bf16 images")->capture_default_str();
   data_cmd->add_option("--seconds", data_bench.min_seconds)->capture_default_str();
+  bool whole_decode = false;
+  data_cmd->add_flag("--whole-decode", whole_decode,
+                     "Decode whole PNG/JPEG images instead of each crop's source window");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -316,6 +319,7 @@ int main(int argc, char** argv) {
                    "bench data: --dtype must be f32 or bf16, got " + data_dtype);
       data_bench.image_dtype =
           data_dtype == "bf16" ? cohort::core::DType::bf16 : cohort::core::DType::f32;
+      data_bench.decode_window = !whole_decode;
       cohort::data::run_data_bench(data_bench);
       return 0;
     }

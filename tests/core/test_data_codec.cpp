@@ -61,6 +61,50 @@ TEST(DataCodec, PngImagesUseOnlyTheFastRowFilters) {
   EXPECT_FALSE(filters.empty());
 }
 
+// decode_image_window gives decode_image's pixels inside any window, for PNG and
+// for JPEG with subsampled chroma (whose upsampling reaches across crop edges),
+// on an odd-sized image so that windows cut through iMCUs and reach the borders.
+TEST(DataCodec, WindowedDecodeEqualsFullDecodeInsideTheWindow) {
+  const int64_t H = 203, W = 317;
+  for (int64_t c : {1, 3}) {
+    Image8 img{H, W, c, pattern_bytes(static_cast<size_t>(H * W * c), 9)};
+    for (size_t i = 0; i < img.pixels.size(); ++i)  // smooth structure under the noise
+      img.pixels[i] = static_cast<uint8_t>(img.pixels[i] / 4 + (i / (W * c)) % 128 + (i % 97));
+    for (const auto& [format, bytes] :
+         {std::pair<std::string, std::vector<uint8_t>>{"png", encode_png(img, 3)},
+          {"jpeg", encode_jpeg(img, 90)}}) {
+      const Image8 full = decode_image(bytes.data(), bytes.size(), static_cast<int>(c), "full");
+      std::vector<ImageWindow> windows = {
+          {0, H, 0, W}, {0, 1, 0, 1}, {H - 1, H, W - 1, W}, {17, 18, 0, W}, {0, H, 100, 101}};
+      uint32_t x = 12345;
+      auto next = [&](int64_t n) {
+        x = x * 1664525u + 1013904223u;
+        return static_cast<int64_t>((x >> 8) % static_cast<uint32_t>(n));
+      };
+      for (int k = 0; k < 40; ++k) {
+        const int64_t r0 = next(H), c0 = next(W);
+        windows.push_back({r0, r0 + 1 + next(H - r0), c0, c0 + 1 + next(W - c0)});
+      }
+      for (const ImageWindow& w : windows) {
+        SCOPED_TRACE(::testing::Message()
+                     << format << " " << c << " channels, rows [" << w.row_begin << ", "
+                     << w.row_end << ") cols [" << w.col_begin << ", " << w.col_end << ")");
+        const Image8 part =
+            decode_image_window(bytes.data(), bytes.size(), static_cast<int>(c), "part", w);
+        ASSERT_EQ(part.height, H);
+        ASSERT_EQ(part.width, W);
+        int64_t differing = 0;
+        for (int64_t y = w.row_begin; y < w.row_end; ++y)
+          for (int64_t i = w.col_begin * c; i < w.col_end * c; ++i) {
+            const size_t at = static_cast<size_t>(y * W * c + i);
+            differing += part.pixels[at] != full.pixels[at];
+          }
+        EXPECT_EQ(differing, 0);
+      }
+    }
+  }
+}
+
 TEST(DataCodec, LabelPngsDecodeVerbatimAndColourIsRefused) {
   Image8 ids{3, 4, 1, {0, 7, 26, 33, 255, 1, 2, 3, 40, 41, 42, 43}};
   const std::vector<uint8_t> png = encode_png(ids);
