@@ -65,6 +65,30 @@ Manifest make_scenes(const std::string& dir, int64_t count, int64_t width, int64
   return convert_synthetic_scenes(o);
 }
 
+// A JPEG classification set in `dir`: `count` images of `size(i)` = {h, w}, class
+// i % classes, pixels from pattern_bytes.
+template <typename SizeOf>
+void write_classification_set(const std::string& dir, int64_t count, int classes, SizeOf size) {
+  DatasetSpec spec;
+  spec.kind = TaskKind::classification;
+  spec.image_encoding = ImageEncoding::jpeg;
+  spec.channels = 3;
+  spec.classes = testing::numbered_classes(classes);
+  spec.mean = {0.5f, 0.5f, 0.5f};
+  spec.std = {0.25f, 0.25f, 0.25f};
+  spec.source = "test";
+  ShardSetWriter writer(dir, spec);
+  for (int64_t i = 0; i < count; ++i) {
+    SampleRecord r;
+    r.name = "img" + std::to_string(i);
+    const auto [h, w] = size(i);
+    r.image = Image8{h, w, 3, testing::pattern_bytes(size_t(h * w * 3), uint32_t(i))};
+    r.class_id = static_cast<int32_t>(i % classes);
+    writer.append(std::move(r));
+  }
+  writer.finish();
+}
+
 std::vector<uint8_t> bytes_of(const core::Tensor& t) {
   if (!t.defined()) return {};
   const auto* p = static_cast<const uint8_t*>(t.raw());
@@ -187,27 +211,10 @@ TEST_F(LoaderTest, WindowedDecodingGivesTheSameBatches) {
     ASSERT_EQ(whole.size(), 8u);
     EXPECT_TRUE(whole == windowed) << to_string(enc);
   }
-  DatasetSpec spec;
-  spec.kind = TaskKind::classification;
-  spec.image_encoding = ImageEncoding::jpeg;
-  spec.channels = 3;
-  spec.classes = testing::numbered_classes(2);
-  spec.mean = {0.5f, 0.5f, 0.5f};
-  spec.std = {0.25f, 0.25f, 0.25f};
-  spec.source = "test";
   const std::string d = path("window-classes");
-  {
-    ShardSetWriter writer(d, spec);
-    for (int64_t i = 0; i < 6; ++i) {
-      SampleRecord r;
-      r.name = "img" + std::to_string(i);
-      const int64_t h = 70 + 9 * i, w = 90 - 5 * i;
-      r.image = Image8{h, w, 3, testing::pattern_bytes(size_t(h * w * 3), uint32_t(i))};
-      r.class_id = static_cast<int32_t>(i % 2);
-      writer.append(std::move(r));
-    }
-    writer.finish();
-  }
+  write_classification_set(d, 6, 2, [](int64_t i) {
+    return std::pair<int64_t, int64_t>{70 + 9 * i, 90 - 5 * i};
+  });
   const ShardSet set = ShardSet::open(d);
   LoaderOptions o;
   o.batch_size = 3;
@@ -626,26 +633,9 @@ TEST_F(LoaderTest, EvaluationCentreCropPadsAroundTheImage) {
 // requested size with their class ids, identically for 1 and 3 threads; evaluation
 // resizes the shorter side and centre-crops.
 TEST_F(LoaderTest, ClassificationCropsAndClassIds) {
-  DatasetSpec spec;
-  spec.kind = TaskKind::classification;
-  spec.image_encoding = ImageEncoding::jpeg;
-  spec.channels = 3;
-  spec.classes = testing::numbered_classes(4);
-  spec.mean = {0.5f, 0.5f, 0.5f};
-  spec.std = {0.25f, 0.25f, 0.25f};
-  spec.source = "test";
-  {
-    ShardSetWriter writer(dir(), spec);
-    for (int64_t i = 0; i < 9; ++i) {
-      SampleRecord r;
-      r.name = "img" + std::to_string(i);
-      const int64_t h = 20 + 3 * i, w = 40 - 2 * i;
-      r.image = Image8{h, w, 3, testing::pattern_bytes(size_t(h * w * 3), uint32_t(i))};
-      r.class_id = static_cast<int32_t>(i % 4);
-      writer.append(std::move(r));
-    }
-    writer.finish();
-  }
+  write_classification_set(dir(), 9, 4, [](int64_t i) {
+    return std::pair<int64_t, int64_t>{20 + 3 * i, 40 - 2 * i};
+  });
   const ShardSet set = ShardSet::open(dir());
   with_watchdog(60, [&] {
     LoaderOptions o;
