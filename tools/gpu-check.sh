@@ -6,7 +6,11 @@
 # to PyTorch eager, and the data-loader benchmark next to
 # PyTorch's DataLoader. Logs go to $OUT (or ./gpu-out).
 #   tools/gpu-check.sh [fashion-mnist-dir]
-# SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN=1, SKIP_DATA=1 leave parts out.
+# SKIP_TESTS=1, SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN=1, SKIP_DATA=1 leave parts out.
+# The whole script takes longer than one device call may run (10 min): run it as
+# two calls on the same warm machine (the build is reused by the second):
+#   SKIP_DATA=1 tools/gpu-check.sh                                  (~7 min)
+#   SKIP_TESTS=1 SKIP_DEMO=1 SKIP_BENCH=1 SKIP_TRAIN=1 tools/gpu-check.sh   (~3 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -22,9 +26,19 @@ cmake --build build/gpu -j16 --target cohort cohort_gpu_tests > "$out/build.log"
   || { grep -E "error|FAILED" "$out/build.log" | head -40; exit 1; }
 log "build: $(( $(date +%s) - start )) s"
 
-(cd build/gpu && timeout 300 ctest -L gpu -j4 --timeout 120 --output-on-failure) > "$out/gpu-tests.log" 2>&1
-log "gpu tests: $(grep -E 'tests passed|tests failed' "$out/gpu-tests.log")"
-grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess" "$out/gpu-tests.log" | head -40 | tee -a "$out/summary.txt"
+if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+  (cd build/gpu && timeout 300 ctest -L gpu -j4 --timeout 120 --output-on-failure) \
+    > "$out/gpu-tests.log" 2>&1
+  log "gpu tests: $(grep -E 'tests passed|tests failed' "$out/gpu-tests.log")"
+  grep -E "\(Failed\)|\(Timeout\)|\(SEGFAULT\)|\(Subprocess" "$out/gpu-tests.log" | head -40 |
+    tee -a "$out/summary.txt"
+  # What cuDNN declined (a silent fallback to the own kernels by design), and the
+  # path each batch-norm configuration took.
+  COHORT_CUDNN_VERBOSE=1 timeout 120 build/gpu/tests/cohort_gpu_tests \
+    --gtest_filter='GpuBatchNorm.*:GpuPool.*' > "$out/cudnn-paths.log" 2>&1
+  grep -E "declined|batch norm train" "$out/cudnn-paths.log" | sort | uniq -c | head -30 |
+    tee -a "$out/summary.txt"
+fi
 
 if [[ "${SKIP_DEMO:-0}" != 1 ]]; then
   timeout 120 build/gpu/launch/cohort demo --device cuda:0 --data "$data" > "$out/demo.log" 2>&1
@@ -92,7 +106,7 @@ if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
   log "eval (checkpoint): $(grep -E 'eval' "$out/eval.log" | tr '\n' ' ') $(ls /tmp/cohort-mt-pred | wc -l) PNGs"
 fi
 if [[ "${SKIP_DATA:-0}" != 1 ]]; then
-  timeout 240 build/gpu/launch/cohort bench data --dir /tmp/cohort-bench-data --max-threads 16 \
+  timeout 240 build/gpu/launch/cohort bench data --dir /tmp/cohort-bench-data --threads 1,4,16 \
     > "$out/bench-data.log" 2>&1
   log "data: $(tail -8 "$out/bench-data.log" | tr '\n' ' ')"
   timeout 180 python3 tools/bench_torch_dataloader.py --frames /tmp/cohort-bench-data/frames \
