@@ -200,8 +200,13 @@ WorkPtr Communicator::issue(Call call) {
     const std::shared_ptr<Watch> starting =
         m_watchdog->watch(fmt::format("starting {} [{} backend]", call.info.str(), backend_name()),
                           m_options.timeout_s);
+    // Finished however start() ends: a start that throws is reported by the
+    // exception, not later as the timeout of a watch nobody finished.
+    struct FinishOnExit {
+      Watch& watch;
+      ~FinishOnExit() { watch.finish(); }
+    } finish_on_exit{*starting};
     pending = start(call);
-    starting->finish();
   }
   std::shared_ptr<Watch> watch;
   if (pending)

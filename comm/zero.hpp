@@ -202,7 +202,9 @@ class ZeroDataParallel {
   // Waits for the gradient reductions (device backends: orders ctx's stream).
   void finish_backward(core::Context& ctx);
   // Communication backward did not hide, from the latest finish_backward (see
-  // DataParallel::exposed_comm_seconds: device time, maybe a step old).
+  // DataParallel::exposed_comm_seconds: device time, maybe a step old). With
+  // micro-batches at stages 2/3 every micro-batch reduces, and this is the last
+  // one's wait only (a lower bound on the step's exposure).
   double exposed_comm_seconds();
   // Scales the gradients so that their global L2 norm is at most max_norm;
   // returns the norm before clipping (f32 [1] on the device, not read back).

@@ -19,6 +19,12 @@
 // jpeglib.h needs FILE and size_t declared before it.
 #include <jpeglib.h>
 
+// Windowed decoding uses jpeg_skip_scanlines and jpeg_crop_scanline, which only
+// libjpeg-turbo (1.5 and later) has; Debian and Ubuntu ship it as libjpeg.
+#if !defined(LIBJPEG_TURBO_VERSION_NUMBER) || LIBJPEG_TURBO_VERSION_NUMBER < 1005000
+#error "cohort needs libjpeg-turbo >= 1.5 (libjpeg-turbo8-dev or libjpeg62-turbo-dev)"
+#endif
+
 #include "core/error.hpp"
 
 namespace cohort::data {

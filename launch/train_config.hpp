@@ -34,7 +34,11 @@
 //               (gradient accumulation: each rank's share of data.batch runs as this
 //               many micro-batches, their gradients summed before one optimizer step
 //               and one communication; activations of batch / (ranks x micro_batches)
-//               images; BatchNorm normalises each micro-batch on its own)
+//               images. Like the split over ranks, not the whole batch's step exactly:
+//               losses averaged over valid pixels (ignore label, invalid depth) are
+//               averaged per micro-batch, then over the micro-batches; BatchNorm
+//               normalises each micro-batch and updates its running statistics once
+//               per micro-batch)
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay,
 //               grad_clip_norm (> 0: gradients scaled so that their global L2 norm over
 //               all ranks is at most this, after fp16 unscaling; 0 = off)

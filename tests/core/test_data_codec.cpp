@@ -1,8 +1,14 @@
 // PNG/JPEG codec, checksums (Fletcher-32 against HDF5's own) and image resizing.
 #include <gtest/gtest.h>
 #include <hdf5.h>
+// jpeglib.h needs FILE and size_t declared first.
+#include <jpeglib.h>
+#include <cstddef>
+#include <cstdio>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -61,18 +67,56 @@ TEST(DataCodec, PngImagesUseOnlyTheFastRowFilters) {
   EXPECT_FALSE(filters.empty());
 }
 
+// A colour JPEG with luma sampling factors h x v (chroma 1 x 1), optionally
+// progressive: the layouts ImageFolder stores verbatim from users' files.
+std::vector<uint8_t> jpeg_with_sampling(const Image8& img, int h, int v, bool progressive) {
+  jpeg_compress_struct c;
+  jpeg_error_mgr errors;
+  c.err = jpeg_std_error(&errors);
+  jpeg_create_compress(&c);
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&c, &buffer, &size);
+  c.image_width = static_cast<JDIMENSION>(img.width);
+  c.image_height = static_cast<JDIMENSION>(img.height);
+  c.input_components = 3;
+  c.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 90, TRUE);
+  c.comp_info[0].h_samp_factor = h;
+  c.comp_info[0].v_samp_factor = v;
+  if (progressive) jpeg_simple_progression(&c);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(img.pixels.data()) + c.next_scanline * img.width * 3;
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::vector<uint8_t> out(buffer, buffer + size);
+  std::free(buffer);
+  return out;
+}
+
 // decode_image_window gives decode_image's pixels inside any window, for PNG and
-// for JPEG with subsampled chroma (whose upsampling reaches across crop edges),
-// on an odd-sized image so that windows cut through iMCUs and reach the borders.
+// for JPEG with subsampled chroma (whose upsampling reaches across crop edges:
+// 4:2:0, 4:2:2, 4:4:0, progressive too), on an odd-sized image so that windows
+// cut through iMCUs and reach the borders.
 TEST(DataCodec, WindowedDecodeEqualsFullDecodeInsideTheWindow) {
   const int64_t H = 203, W = 317;
   for (int64_t c : {1, 3}) {
     Image8 img{H, W, c, pattern_bytes(static_cast<size_t>(H * W * c), 9)};
     for (size_t i = 0; i < img.pixels.size(); ++i)  // smooth structure under the noise
       img.pixels[i] = static_cast<uint8_t>(img.pixels[i] / 4 + (i / (W * c)) % 128 + (i % 97));
-    for (const auto& [format, bytes] :
-         {std::pair<std::string, std::vector<uint8_t>>{"png", encode_png(img, 3)},
-          {"jpeg", encode_jpeg(img, 90)}}) {
+    std::vector<std::pair<std::string, std::vector<uint8_t>>> files = {
+        {"png", encode_png(img, 3)}, {"jpeg", encode_jpeg(img, 90)}};
+    if (c == 3) {
+      files.emplace_back("jpeg 4:2:2", jpeg_with_sampling(img, 2, 1, false));
+      files.emplace_back("jpeg 4:4:0", jpeg_with_sampling(img, 1, 2, false));
+      files.emplace_back("jpeg 4:4:4", jpeg_with_sampling(img, 1, 1, false));
+      files.emplace_back("jpeg 4:2:0 progressive", jpeg_with_sampling(img, 2, 2, true));
+    }
+    for (const auto& [format, bytes] : files) {
       const Image8 full = decode_image(bytes.data(), bytes.size(), static_cast<int>(c), "full");
       std::vector<ImageWindow> windows = {
           {0, H, 0, W}, {0, 1, 0, 1}, {H - 1, H, W - 1, W}, {17, 18, 0, W}, {0, H, 100, 101}};

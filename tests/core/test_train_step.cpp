@@ -1,8 +1,10 @@
 // The trainer's step (launch/train_step): gradient accumulation over
 // micro-batches takes the same step as the whole batch, the reported loss is the
 // mean over the micro-batches, and gradient clipping scales the gradient to the
-// maximum norm (and leaves it alone below it). A BatchNorm-free network, so that
-// splitting the batch changes nothing but the order of sums.
+// maximum norm (and leaves it alone below it). A BatchNorm-free network and a loss
+// over every sample (no ignore label), so that splitting the batch changes nothing
+// but the order of sums (losses over valid pixels and BatchNorm do change: see
+// data.micro_batches in launch/train_config.hpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
