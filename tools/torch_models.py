@@ -1,8 +1,10 @@
 """PyTorch counterparts of cohort's models, written out here so that the
 benchmark scripts need PyTorch only (no torchvision): parameter names, shapes and
 layer order follow torchvision's ResNet and cohort's DeepLabV3+ head
-(models/deeplabv3plus.hpp), so the parameter counts agree with cohort's and a
-side-by-side time compares the same network.
+(models/deeplabv3plus.hpp), so a side-by-side time compares the same network.
+tests/parity/check_torch_models.py proves it: these modules, given the weights of
+torchvision's resnet50 and of the parity suite's DeepLabV3+ reference, compute
+the same outputs.
 
     from torch_models import resnet, DeepLabV3Plus
 """
@@ -89,11 +91,39 @@ class ImagePooling(nn.Sequential):
                              align_corners=False)
 
 
+class ASPP(nn.Module):
+    """1x1, three atrous 3x3 and image pooling branches; projection + dropout."""
+
+    def __init__(self, rates, dropout):
+        super().__init__()
+        branches = [nn.Sequential(*conv_bn_relu(2048, 256, 1))]
+        branches += [nn.Sequential(*conv_bn_relu(2048, 256, 3, r)) for r in rates]
+        branches.append(ImagePooling(2048, 256))
+        self.convs = nn.ModuleList(branches)
+        self.project = nn.Sequential(*conv_bn_relu(5 * 256, 256, 1), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.project(torch.cat([b(x) for b in self.convs], dim=1))
+
+
+class Decoder(nn.Module):
+    """48-channel projection of layer1, concatenated with the upsampled ASPP output,
+    then two 3x3 conv-BN-ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.low_level = nn.Sequential(*conv_bn_relu(256, 48, 1))
+        self.fuse = nn.Sequential(*conv_bn_relu(256 + 48, 256, 3), *conv_bn_relu(256, 256, 3))
+
+    def forward(self, aspp, low):
+        aspp = F.interpolate(aspp, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([aspp, self.low_level(low)], dim=1))
+
+
 class DeepLabV3Plus(nn.Module):
-    """cohort's DeepLabV3+: dilated ResNet, ASPP (1x1, three atrous 3x3, image
-    pooling; projection + dropout), decoder on layer1 (48-channel skip, two 3x3
-    conv-BN-ReLU), 1x1 classifier, optional 1x1 depth head and learned
-    uncertainty weights ("loss.log_vars")."""
+    """cohort's DeepLabV3+ (models/deeplabv3plus.hpp, same parameter names): dilated
+    ResNet, ASPP, decoder on layer1, 1x1 classifier, optional 1x1 depth head and
+    learned uncertainty weights ("loss.log_vars")."""
 
     def __init__(self, num_classes=19, depth=50, output_stride=16, depth_head=False,
                  dropout=0.1):
@@ -101,29 +131,32 @@ class DeepLabV3Plus(nn.Module):
         dilate = (False, False, True) if output_stride == 16 else (False, True, True)
         rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
         self.backbone = ResNet(depth, 0, dilate)
-        branches = [nn.Sequential(*conv_bn_relu(2048, 256, 1))]
-        branches += [nn.Sequential(*conv_bn_relu(2048, 256, 3, r)) for r in rates]
-        branches.append(ImagePooling(2048, 256))
-        self.aspp_convs = nn.ModuleList(branches)
-        self.aspp_project = nn.Sequential(*conv_bn_relu(5 * 256, 256, 1), nn.Dropout(dropout))
-        self.low_level = nn.Sequential(*conv_bn_relu(256, 48, 1))
-        self.fuse = nn.Sequential(*conv_bn_relu(256 + 48, 256, 3), *conv_bn_relu(256, 256, 3))
+        self.aspp = ASPP(rates, dropout)
+        self.decoder = Decoder()
         self.classifier = nn.Conv2d(256, num_classes, 1)
         self.depth_head = nn.Conv2d(256, 1, 1) if depth_head else None
-        self.log_vars = nn.Parameter(torch.zeros(2)) if depth_head else None
+        self.loss = UncertaintyWeighting() if depth_head else None
 
     def forward(self, x):
         """Logits (and depth) at the input's size."""
         low, high = self.backbone.features(x)
-        aspp = self.aspp_project(torch.cat([b(high) for b in self.aspp_convs], dim=1))
-        aspp = F.interpolate(aspp, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        d = self.fuse(torch.cat([aspp, self.low_level(low)], dim=1))
+        d = self.decoder(self.aspp(high), low)
         up = lambda t: F.interpolate(t, size=x.shape[-2:], mode="bilinear", align_corners=False)
         logits = up(self.classifier(d))
         return (logits, up(self.depth_head(d))) if self.depth_head is not None else logits
 
     def balanced(self, seg_loss, depth_loss):
-        """Uncertainty weighting: sum of exp(-s_i) L_i / 2 + s_i / 2."""
+        return self.loss(seg_loss, depth_loss)
+
+
+class UncertaintyWeighting(nn.Module):
+    """Sum of exp(-s_i) L_i / 2 + s_i / 2 with learned s_i ("log_vars")."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(2))
+
+    def forward(self, seg_loss, depth_loss):
         total = 0
         for i, task_loss in enumerate((seg_loss, depth_loss)):
             total = total + 0.5 * torch.exp(-self.log_vars[i]) * task_loss + 0.5 * self.log_vars[i]

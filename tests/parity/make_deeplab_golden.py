@@ -253,6 +253,18 @@ def write_multitask_case(f, mt, x, label):
     write_gradients(f, "multitask_grad", mt)
 
 
+def randomise_batch_norm(model):
+    """Non-trivial BatchNorm state (running statistics, affine), so that eval mode
+    means something."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -260,13 +272,7 @@ def main():
     torch.set_num_threads(1)
     dropout = CohortDropout(DROPOUT_P, DROPOUT_SEED)
     model = DeepLabV3Plus(NUM_CLASSES, ASPP_RATES, [False, False, True], dropout)
-    with torch.no_grad():  # non-trivial BatchNorm state so eval mode means something
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    randomise_batch_norm(model)
     export.write_safetensors(os.path.join(out_dir, "deeplabv3plus.safetensors"),
                              model.state_dict(),
                              {"source": "tests/parity/make_deeplab_golden.py"})
