@@ -5,7 +5,11 @@
 // undisturbed run ends. With no good checkpoint left the run refuses to start
 // afresh over them.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -163,6 +167,71 @@ TEST_F(TrainerCheckpoints, TheLinkNamesTheGoodCheckpointAfterASetAside) {
   EXPECT_NE(error_of([&] { run_training(c, core::Device::cpu()); }), "");
   EXPECT_EQ(std::filesystem::read_symlink(c.out_dir + "/checkpoint.h5"), "checkpoint-00000002.h5");
   EXPECT_TRUE(std::filesystem::exists(c.out_dir + "/checkpoint-00000003.h5.damaged"));
+}
+
+// A disk that fills up while a checkpoint is being written ends the run with an
+// error naming the file, and loses nothing: the previous checkpoints and the link
+// stay as they were, no temporary file is left behind, and the next run (with
+// space again) resumes from the last good step. The full disk is RLIMIT_FSIZE in
+// a child process: its writes past the limit fail with EFBIG, as they would with
+// ENOSPC.
+TEST_F(TrainerCheckpoints, AFullDiskEndsTheRunAndLosesNoCheckpoint) {
+  TrainConfig c = config("full");
+  c.stop_after_steps = 3;
+  ASSERT_TRUE(run_training(c, core::Device::cpu()).stopped);
+  const std::vector<std::string> before = names(c.out_dir);
+  ASSERT_EQ(before, (std::vector<std::string>{"checkpoint-00000002.h5", "checkpoint-00000003.h5",
+                                              "checkpoint.h5"}));
+  const auto limit = static_cast<rlim_t>(fs::file_size(c.out_dir + "/checkpoint-00000003.h5") / 2);
+
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the child: train on with a disk that is "full" half-way into a checkpoint
+    ::close(pipe_fds[0]);
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lim{limit, limit};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    TrainConfig more = c;
+    more.stop_after_steps = 0;
+    std::string message = "the run did not fail";
+    int code = 0;
+    try {
+      run_training(more, core::Device::cpu());
+    } catch (const std::exception& e) {
+      message = e.what();
+      code = 7;
+    }
+    (void)!::write(pipe_fds[1], message.data(), message.size());
+    ::_exit(code);
+  }
+  ::close(pipe_fds[1]);
+  std::string message;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof(buffer))) > 0;)
+    message.append(buffer, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << message;
+  EXPECT_EQ(WEXITSTATUS(status), 7) << message;
+  EXPECT_NE(message.find("checkpoint-00000004.h5"), std::string::npos) << message;
+  // The operating system's reason comes first, not only deep in HDF5's stack.
+  EXPECT_NE(message.find("failed (File too large)"), std::string::npos) << message;
+
+  EXPECT_EQ(names(c.out_dir), before) << "no new, partial or temporary file";
+  EXPECT_EQ(fs::read_symlink(c.out_dir + "/checkpoint.h5"), "checkpoint-00000003.h5");
+  EXPECT_EQ(core::io::read_checkpoint(c.out_dir + "/checkpoint.h5").integers.at("step"), 3);
+
+  TrainConfig next = c;
+  next.stop_after_steps = 0;
+  const TrainResult resumed = run_training(next, core::Device::cpu());
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.steps, 6);
+  EXPECT_EQ(resumed.steps_this_run, 3);
+  expect_same_tensors(run_training(config("straight"), core::Device::cpu()).checkpoint,
+                      resumed.checkpoint);
 }
 
 TEST_F(TrainerCheckpoints, KeepLastBelowOneIsRefused) {
