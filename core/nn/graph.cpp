@@ -250,6 +250,9 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
                "Graph::backward: this forward's saved tensors were already used by a backward; "
                "run forward again (backward from several losses at once: pass them together)");
   m_backward_done = true;
+  for (size_t i : m_frozen_since)
+    if (!m_params[i].trainable && m_params[i].grad.defined()) m_params[i].grad.zero_(ctx.stream());
+  m_frozen_since.clear();
 
   const std::vector<bool> needs_grad = nodes_needing_grad();
   std::vector<bool> has_trainable(n, false);
@@ -430,11 +433,13 @@ std::vector<bool> Graph::nodes_needing_grad() const {
 
 int Graph::set_trainable(const std::string& prefix, bool trainable) {
   int count = 0;
-  for (Parameter& p : m_params)
-    if (p.name.rfind(prefix, 0) == 0) {
-      p.trainable = trainable;
-      ++count;
-    }
+  for (size_t i = 0; i < m_params.size(); ++i) {
+    Parameter& p = m_params[i];
+    if (p.name.rfind(prefix, 0) != 0) continue;
+    if (p.trainable && !trainable) m_frozen_since.push_back(i);
+    p.trainable = trainable;
+    ++count;
+  }
   COHORT_CHECK(count > 0,
                fmt::format("Graph::set_trainable: no parameter starts with '{}'", prefix));
   return count;

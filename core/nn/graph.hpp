@@ -88,7 +88,10 @@ class Graph {
   void zero_grad(Context& ctx);
 
   // ---- parameters ------------------------------------------------------------------
-  // Freezes (trainable=false) or unfreezes every parameter whose name starts with prefix.
+  // Freezes (trainable=false) or unfreezes every parameter whose name starts with
+  // prefix. A parameter frozen after it had gradients has them zeroed by the next
+  // backward (frozen parameters hold zero gradients: clipping norms sum the whole
+  // flat buffer).
   int set_trainable(const std::string& prefix, bool trainable);
   std::vector<Parameter>& parameters() { return m_params; }
   const std::vector<Parameter>& parameters() const { return m_params; }
@@ -165,9 +168,11 @@ class Graph {
   std::vector<Saved> m_saved;
   std::vector<bool> m_ran;
   std::vector<bool> m_keep;
-  bool m_backward_done = false;
-  Tensor m_unit_seed;  // the default loss gradient, 1  // the last forward's saved tensors are
-                       // consumed
+  bool m_backward_done = false;  // the last forward's saved tensors are consumed
+  Tensor m_unit_seed;            // the default loss gradient, 1
+  // Parameters frozen since the last backward: it zeroes their gradients, so that
+  // no stale value of a trainable past reaches a gradient norm or a reduction.
+  std::vector<size_t> m_frozen_since;
   GradReadyHook m_hook;
   LayerHook m_before_layer, m_after_layer;
   bool m_profiling = false;

@@ -132,7 +132,8 @@ TEST(Graph, FrozenParametersGetNoGradientNoHookAndNoUpdate) {
   EXPECT_EQ(net.g.set_trainable("trunk", false), 2);
   Parameter& w = net.g.parameter("trunk.weight");
   Context ctx;
-  ops::fill(ctx, w.grad, 42.0);  // sentinel: must survive backward
+  net.grads_for({{net.loss_a, Tensor()}});  // the first backward after freezing zeroes them
+  ops::fill(ctx, w.grad, 42.0);             // sentinel: must survive every later backward
   std::set<std::string> hooked;
   net.g.set_grad_ready_hook([&](std::span<Parameter* const> ps) {
     for (Parameter* p : ps)
@@ -144,6 +145,30 @@ TEST(Graph, FrozenParametersGetNoGradientNoHookAndNoUpdate) {
   EXPECT_EQ(hooked.count("trunk.weight"), 0u);
   EXPECT_EQ(hooked.count("head_a.weight"), 1u);
   EXPECT_THROW(net.g.set_trainable("nope", false), Error);
+}
+
+// Parameters frozen after training had filled their gradients hold zeros from
+// the next backward on: a clipping norm over the flat buffer (single process,
+// DataParallel) must not count a stale gradient of a trainable past.
+TEST(Graph, FreezingAfterTrainingLeavesZeroGradients) {
+  TwoHeads net;
+  net.grads_for({{net.loss_a, Tensor()}, {net.loss_b, Tensor()}});
+  Parameter& w = net.g.parameter("trunk.weight");
+  double before = 0;
+  for (double v : w.grad.to_vector())
+    before += v * v;
+  ASSERT_GT(before, 0.0);
+  net.g.set_trainable("trunk", false);
+  const Tensor after = net.grads_for({{net.loss_a, Tensor()}, {net.loss_b, Tensor()}});
+  for (double v : after.flat(w.offset, w.shape.numel()).to_vector())
+    EXPECT_EQ(v, 0.0);
+  // Unfrozen again, it trains as before.
+  net.g.set_trainable("trunk", true);
+  double again = 0;
+  const Tensor unfrozen = net.grads_for({{net.loss_a, Tensor()}, {net.loss_b, Tensor()}});
+  for (double v : unfrozen.flat(w.offset, w.shape.numel()).to_vector())
+    again += v * v;
+  EXPECT_NEAR(again, before, 1e-9 * before);
 }
 
 TEST(Graph, AccumulateAddsIntoParameterGradients) {
@@ -233,8 +258,11 @@ TEST(Graph, BatchNormWeightAndBiasFreezeIndependently) {
 
   BnNet bias_frozen;
   bias_frozen.g.set_trainable("bn.bias", false);
+  bias_frozen.run();  // the first backward after freezing zeroes the frozen gradient
+  for (double v : bias_frozen.g.parameter("bn.bias").grad.to_vector())
+    EXPECT_EQ(v, 0.0);
   Context ctx;
-  ops::fill(ctx, bias_frozen.g.parameter("bn.bias").grad, 42.0);
+  ops::fill(ctx, bias_frozen.g.parameter("bn.bias").grad, 42.0);  // later ones never touch it
   bias_frozen.run();
   for (double v : bias_frozen.g.parameter("bn.bias").grad.to_vector())
     EXPECT_EQ(v, 42.0);
