@@ -108,9 +108,17 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
       synthetic_batch(c, nodes, rows, height, width, channels,
                       c.seed * 1000003 + static_cast<uint64_t>(rank), device, ctx);
   const auto inputs = step_inputs(ctx, batch, nodes, compute, c.micro_batches);
+  StepPhases phases(device);
+  bool measure_phases = false;
   auto step = [&] {
     run_train_step(ctx, graph, nodes, engine, scaler, inputs,
-                   {.lr = c.lr, .grad_clip_norm = c.grad_clip_norm});
+                   {.lr = c.lr, .grad_clip_norm = c.grad_clip_norm},
+                   measure_phases ? &phases : nullptr);
+  };
+  std::vector<double> forward_ms, backward_ms, update_ms;
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
   };
 
   using Clock = std::chrono::steady_clock;
@@ -124,14 +132,22 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
     }
     ctx.synchronize();
     timer.begin_step();
+    measure_phases = i >= o.warmup;
     const auto t0 = Clock::now();
     step();
     timer.add_exposed_comm(engine.exposed_comm_seconds());
     ctx.synchronize();
     timer.end_step();
-    if (i >= o.warmup)
-      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (i < o.warmup) continue;
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (c.micro_batches == 1) {
+      // Complete after the synchronisation: every interval reads.
+      forward_ms.push_back(1000.0 * phases.forward.seconds().value_or(0.0));
+      backward_ms.push_back(1000.0 * phases.backward.seconds().value_or(0.0));
+      update_ms.push_back(1000.0 * phases.update.seconds().value_or(0.0));
+    }
   }
+  measure_phases = false;
   BenchTrainResult r;
   r.parameters = graph.num_parameters();
   std::sort(ms.begin(), ms.end());
@@ -158,6 +174,11 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
         "train step (forward + backward + optimizer): median {:.2f} ms, mean {:.2f} ms, min "
         "{:.2f} ms over {} iterations ({} warm-up); {:.1f} images/s\n",
         r.median_ms, r.mean_ms, r.min_ms, ms.size(), o.warmup, r.images_per_s);
+    if (c.micro_batches == 1)
+      fmt::print(
+          "phases (device time, medians): forward {:.2f} ms, backward {:.2f} ms (with the "
+          "gradient reductions), update {:.2f} ms\n",
+          median_of(forward_ms), median_of(backward_ms), median_of(update_ms));
     fmt::print("peak memory (rank 0, timed steps): {:.1f} MiB in use, {:.1f} MiB reserved\n",
                static_cast<double>(mem.peak_in_use) / mib,
                static_cast<double>(mem.peak_reserved) / mib);

@@ -3,7 +3,9 @@
 // config's model -- forward, loss, backward with the data-parallel engine's
 // reductions, optimizer step -- on synthetic inputs already on the device, so
 // that the step is measured without the loader (`cohort bench data` measures
-// that). The step is the trainer's own (launch/train_step.hpp). Under
+// that). The step is the trainer's own (launch/train_step.hpp), and its phases
+// (forward, backward with the reductions, update) are timed on the device without
+// synchronising inside the step. Under
 // mpirun/srun every rank runs it and the per-rank breakdown names the slowest.
 // The PyTorch counterpart is tools/bench_torch_train.py (same models, same
 // layout of the result lines).

@@ -31,7 +31,7 @@ std::vector<StepInputs> step_inputs(core::Context& ctx, const data::Batch& batch
 StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
                           TrainingEngine& engine, core::optim::LossScaler& scaler,
                           const std::vector<StepInputs>& micro_batches,
-                          const StepSettings& settings) {
+                          const StepSettings& settings, StepPhases* phases) {
   const int k_total = static_cast<int>(micro_batches.size());
   COHORT_CHECK(k_total >= 1, "train: a step needs at least one micro-batch");
   const bool multitask = nodes.depth >= 0;
@@ -55,18 +55,27 @@ StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const Mode
     const Tensor& value = graph.output(node);
     acc = acc.defined() ? core::ops::add(ctx, acc, value) : value;
   };
+  if (k_total > 1) phases = nullptr;
+  core::StreamHandle stream = ctx.stream();
   for (int k = 0; k < k_total; ++k) {
     const bool accumulate = k > 0, last = k == k_total - 1;
+    if (phases) phases->forward.begin(stream);
     graph.forward(ctx, micro_batches[static_cast<size_t>(k)], {.training = true}, wanted);
+    if (phases) {
+      phases->forward.end(stream);
+      phases->backward.begin(stream);
+    }
     engine.prepare(ctx, accumulate, last);
     graph.backward(ctx, {{nodes.loss, seed}}, accumulate);
     engine.finish(ctx);
+    if (phases) phases->backward.end(stream);
     add(sums.loss, nodes.loss);
     if (multitask) {
       add(sums.seg, nodes.seg_loss);
       add(sums.depth, nodes.depth_loss);
     }
   }
+  if (phases) phases->update.begin(stream);
   if (scaler.enabled()) {
     Tensor grads = engine.gradients();
     scaler.unscale(ctx, grads);
@@ -74,6 +83,7 @@ StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const Mode
   if (settings.grad_clip_norm > 0) engine.clip_grad_norm(ctx, settings.grad_clip_norm);
   engine.step(ctx, settings.lr, scaler.skip_flag());
   scaler.update(ctx);
+  if (phases) phases->update.end(stream);
   if (k_total == 1) return sums;
   StepLosses means;
   const double inv = 1.0 / k_total;

@@ -12,6 +12,7 @@
 #include "core/context.hpp"
 #include "core/nn/graph.hpp"
 #include "core/optim/loss_scaler.hpp"
+#include "core/stream_interval.hpp"
 #include "data/loader.hpp"
 #include "launch/engine.hpp"
 #include "launch/model_setup.hpp"
@@ -39,9 +40,18 @@ struct StepLosses {
   core::Tensor loss, seg, depth;
 };
 
+// The device time of a step's phases, measured without synchronising (read once
+// the step has completed): forward (with the loss), backward (with the engine's
+// gradient reductions), update (unscale, clip, optimizer, scaler). Measured for
+// steps of one micro-batch only (with several, forwards and backwards interleave).
+struct StepPhases {
+  explicit StepPhases(core::Device device) : forward(device), backward(device), update(device) {}
+  core::StreamInterval forward, backward, update;
+};
+
 StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const ModelNodes& nodes,
                           TrainingEngine& engine, core::optim::LossScaler& scaler,
                           const std::vector<StepInputs>& micro_batches,
-                          const StepSettings& settings);
+                          const StepSettings& settings, StepPhases* phases = nullptr);
 
 }  // namespace cohort::launch

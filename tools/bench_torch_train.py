@@ -75,7 +75,26 @@ def main():
     scaler = torch.cuda.amp.GradScaler(enabled=a.dtype == "f16")  # 1.13 and 2.x
     x, label, depth, valid = synthetic_inputs(a, dense, dev)
 
+    # Phase marks (forward with the loss | backward | update), as cohort bench train
+    # reports them: CUDA events (device time) or the host clock on the CPU.
+    class Mark:
+        def __init__(self):
+            self.event = torch.cuda.Event(enable_timing=True) if cuda else None
+            self.t = 0.0
+
+        def record(self):
+            if cuda:
+                self.event.record()
+            else:
+                self.t = time.perf_counter()
+
+        def ms_to(self, later):
+            return self.event.elapsed_time(later.event) if cuda else (later.t - self.t) * 1e3
+
+    marks = [Mark() for _ in range(4)]
+
     def step():
+        marks[0].record()
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
             out = step_model(x)
         if a.depth_head:
@@ -85,13 +104,16 @@ def main():
             loss = model.balanced(seg, l1)
         else:
             loss = F.cross_entropy(out.float(), label, ignore_index=255)
+        marks[1].record()
         scaler.scale(loss).backward()
+        marks[2].record()
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
+        marks[3].record()
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    times = []
+    times, phases = [], []
     for i in range(a.warmup + a.iters):
         if i == a.warmup and cuda:
             sync()
@@ -102,6 +124,7 @@ def main():
         sync()
         if i >= a.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
+            phases.append([marks[k].ms_to(marks[k + 1]) for k in range(3)])
     med = statistics.median(times)
     h, w = (a.height, a.width) if dense else (a.size, a.size)
     name = torch.cuda.get_device_name() if cuda else "cpu"
@@ -111,6 +134,9 @@ def main():
     print(f"train step (forward + backward + optimizer): median {med:.2f} ms, mean "
           f"{statistics.mean(times):.2f} ms, min {min(times):.2f} ms over {len(times)} iterations "
           f"({a.warmup} warm-up); {1000.0 * a.batch / med:.1f} images/s")
+    fwd, bwd, upd = (statistics.median(p[k] for p in phases) for k in range(3))
+    print(f"phases (device time, medians): forward {fwd:.2f} ms, backward {bwd:.2f} ms, "
+          f"update {upd:.2f} ms")
     if cuda:
         mib = 1024.0 * 1024.0
         print(f"peak memory (timed steps): {torch.cuda.max_memory_allocated() / mib:.1f} MiB "

@@ -75,14 +75,14 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   # shellcheck disable=SC2086
   timeout 150 build/gpu/launch/cohort bench train $deeplab --set run.device=cuda:0 \
     --set optimizer.lr=0.01 --iters 20 --profile 2 > "$out/bench-train-deeplab.log" 2>&1
-  log "cohort train step DeepLabV3+: $(grep -E 'median|peak' "$out/bench-train-deeplab.log" | tr '\n' ' ')"
+  log "cohort train step DeepLabV3+: $(grep -E 'median|phases|peak' "$out/bench-train-deeplab.log" | tr '\n' ' ')"
   timeout 150 python3 tools/bench_torch_train.py --model deeplabv3plus --batch 8 --height 512 \
     --width 1024 --iters 20 > "$out/bench-train-deeplab-torch.log" 2>&1
-  log "torch train step DeepLabV3+: $(grep -E 'median|peak' "$out/bench-train-deeplab-torch.log" | tr '\n' ' ')"
+  log "torch train step DeepLabV3+: $(grep -E 'median|phases|peak' "$out/bench-train-deeplab-torch.log" | tr '\n' ' ')"
   timeout 150 build/gpu/launch/cohort bench train --set model.kind=resnet --set model.num_classes=1000 \
     --set data.batch=256 --set data.image_size=224 --set run.dtype=bf16 --set run.device=cuda:0 \
     --iters 20 > "$out/bench-train-resnet.log" 2>&1
-  log "cohort train step ResNet-50: $(grep -E 'median|peak' "$out/bench-train-resnet.log" | tr '\n' ' ')"
+  log "cohort train step ResNet-50: $(grep -E 'median|phases|peak' "$out/bench-train-resnet.log" | tr '\n' ' ')"
   # The same step as one rank of a data-parallel job: NCCL's single-rank overhead
   # on a ResNet-50-sized gradient set (25.6 M) and the step-time breakdown.
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 150 mpirun -np 1 \
@@ -92,7 +92,7 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   log "cohort train step ResNet-50, mpirun -np 1 (NCCL): $(grep -E 'median|rank +0' "$out/bench-train-resnet-nccl.log" | tr '\n' ' ')"
   timeout 150 python3 tools/bench_torch_train.py --model resnet --classes 1000 --batch 256 \
     --size 224 --iters 20 > "$out/bench-train-resnet-torch.log" 2>&1
-  log "torch train step ResNet-50: $(grep -E 'median|peak' "$out/bench-train-resnet-torch.log" | tr '\n' ' ')"
+  log "torch train step ResNet-50: $(grep -E 'median|phases|peak' "$out/bench-train-resnet-torch.log" | tr '\n' ' ')"
 fi
 if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
   # The multi-task workload end to end in bf16: loader copy stream, cuDNN batch
