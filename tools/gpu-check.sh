@@ -101,6 +101,7 @@ if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
     --height 512 --out /tmp/cohort-mt-train --quiet --overwrite > "$out/train.log" 2>&1
   build/gpu/launch/cohort convert synthetic-scenes --kind multitask --split val --count 8 \
     --width 1024 --height 512 --out /tmp/cohort-mt-val --quiet --overwrite >> "$out/train.log" 2>&1
+  rm -rf /tmp/cohort-mt-run /tmp/cohort-mt-pred  # a fresh run, also when the script is rerun
   timeout 300 build/gpu/launch/cohort train --set data.train=/tmp/cohort-mt-train \
     --set data.eval=/tmp/cohort-mt-val --set model.kind=deeplabv3plus --set model.depth_head=true \
     --set run.dtype=bf16 --set data.batch=8 --set data.crop_height=256 --set data.crop_width=512 \
