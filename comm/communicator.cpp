@@ -195,11 +195,11 @@ WorkPtr Communicator::issue(Call call) {
   // Starting may itself wait for the peers (NCCL connects lazily, inside the
   // first collective that needs a connection): watched too, so a rank that never
   // arrives ends the job instead of hanging it before any Work exists.
+  std::string what = fmt::format("{} [{} backend]", call.info.str(), backend_name());
   std::unique_ptr<PendingCollective> pending;
   {
     const std::shared_ptr<Watch> starting =
-        m_watchdog->watch(fmt::format("starting {} [{} backend]", call.info.str(), backend_name()),
-                          m_options.timeout_s);
+        m_watchdog->watch("starting " + what, m_options.timeout_s);
     // Finished however start() ends: a start that throws is reported by the
     // exception, not later as the timeout of a watch nobody finished.
     struct FinishOnExit {
@@ -210,8 +210,7 @@ WorkPtr Communicator::issue(Call call) {
   }
   std::shared_ptr<Watch> watch;
   if (pending)
-    watch = m_watchdog->watch(fmt::format("{} [{} backend]", call.info.str(), backend_name()),
-                              m_options.timeout_s, pending->watchdog_probe());
+    watch = m_watchdog->watch(std::move(what), m_options.timeout_s, pending->watchdog_probe());
   return std::make_shared<Work>(call.info, std::move(pending), std::move(watch));
 }
 

@@ -119,3 +119,36 @@ def write_image_folder(images, labels, rows_of, out):
         for row in rows:
             Image.fromarray(images[row], mode="L").save(
                 os.path.join(out, name, str(int(labels[row])), f"{row:04d}.png"))
+
+
+def image_folder_main(doc, name, package, member, installed, read_images, default_fraction,
+                      zero_fraction_ok, shape_text):
+    """The command line both digits tools share: finds (or with --fetch fetches) the
+    data file; without --out prints its path; else reads it with read_images(path) ->
+    (images, labels) and writes a stratified train/test image folder."""
+    import argparse
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", help="image folder root (train/ and test/ are written under it)")
+    p.add_argument("--cache", default=default_cache(),
+                   help="where fetched data is kept (default: %(default)s)")
+    p.add_argument("--fetch", action="store_true",
+                   help=f"apt-get download {package} into the cache if the data is not here")
+    p.add_argument("--test-fraction", type=float, default=default_fraction)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/")
+    a = p.parse_args()
+    low_ok = zero_fraction_ok and a.test_fraction == 0
+    if not (low_ok or 0 < a.test_fraction < 1):
+        bounds = "[0, 1)" if zero_fraction_ok else "(0, 1)"
+        sys.exit(f"{name}: --test-fraction must be in {bounds}, got {a.test_fraction}")
+
+    path = find_data_file(package, member, installed, a.cache, a.fetch)
+    if a.out is None:
+        print(path)
+        return
+    prepare_out(a.out, a.overwrite)
+    images, labels = read_images(path)
+    rows_of = stratified_split(labels, 10, a.test_fraction, a.seed)
+    write_image_folder(images, labels, rows_of, a.out)
+    print(f"{name}: {path} -> {a.out}: {len(rows_of['train'])} train, "
+          f"{len(rows_of.get('test', []))} test images ({shape_text})")

@@ -17,7 +17,6 @@ deleted once the 0.7 MB image is out). Needs python3-numpy and python3-pil. Exit
 status: 0 done, 3 the data is not on this machine (run with --fetch, or
 tools/install-deps.sh), 1 any other error.
 """
-import argparse
 import sys
 
 import debian_datasets as dd
@@ -45,29 +44,8 @@ def read_digits(path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="image folder root (train/ and test/ are written under it)")
-    p.add_argument("--cache", default=dd.default_cache(),
-                   help="where fetched data is kept (default: %(default)s)")
-    p.add_argument("--fetch", action="store_true",
-                   help=f"apt-get download {PACKAGE} into the cache if the data is not here")
-    p.add_argument("--test-fraction", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/")
-    a = p.parse_args()
-    if not 0 <= a.test_fraction < 1:
-        sys.exit(f"opencv digits: --test-fraction must be in [0, 1), got {a.test_fraction}")
-
-    png = dd.find_data_file(PACKAGE, MEMBER, INSTALLED, a.cache, a.fetch)
-    if a.out is None:
-        print(png)
-        return
-    dd.prepare_out(a.out, a.overwrite)
-    images, labels = read_digits(png)
-    rows_of = dd.stratified_split(labels, 10, a.test_fraction, a.seed)
-    dd.write_image_folder(images, labels, rows_of, a.out)
-    print(f"opencv digits: {png} -> {a.out}: {len(rows_of['train'])} train, "
-          f"{len(rows_of.get('test', []))} test images (20x20 grey, 10 classes)")
+    dd.image_folder_main(__doc__, "opencv digits", PACKAGE, MEMBER, INSTALLED, read_digits, 0.0,
+                         True, "20x20 grey, 10 classes")
 
 
 if __name__ == "__main__":

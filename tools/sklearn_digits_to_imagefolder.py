@@ -18,7 +18,6 @@ sklearn's heavy dependencies. Needs python3-numpy and python3-pil. Exit status: 
 done, 3 the data is not on this machine (run with --fetch, or tools/install-deps.sh),
 1 any other error.
 """
-import argparse
 import glob
 import gzip
 import sys
@@ -49,29 +48,8 @@ def read_digits(path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", help="image folder root (train/ and test/ are written under it)")
-    p.add_argument("--cache", default=dd.default_cache(),
-                   help="where fetched data is kept (default: %(default)s)")
-    p.add_argument("--fetch", action="store_true",
-                   help=f"apt-get download {PACKAGE} into the cache if the data is not here")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/")
-    a = p.parse_args()
-    if not 0 < a.test_fraction < 1:
-        sys.exit(f"digits: --test-fraction must be in (0, 1), got {a.test_fraction}")
-
-    csv = dd.find_data_file(PACKAGE, MEMBER, INSTALLED, a.cache, a.fetch)
-    if a.out is None:
-        print(csv)
-        return
-    dd.prepare_out(a.out, a.overwrite)
-    images, labels = read_digits(csv)
-    rows_of = dd.stratified_split(labels, 10, a.test_fraction, a.seed)
-    dd.write_image_folder(images, labels, rows_of, a.out)
-    print(f"sklearn digits: {csv} -> {a.out}: {len(rows_of['train'])} train, "
-          f"{len(rows_of['test'])} test images (8x8 grey, 10 classes)")
+    dd.image_folder_main(__doc__, "sklearn digits", PACKAGE, MEMBER, INSTALLED, read_digits, 0.2,
+                         False, "8x8 grey, 10 classes")
 
 
 if __name__ == "__main__":

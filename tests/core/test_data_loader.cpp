@@ -190,6 +190,22 @@ TEST_F(LoaderTest, BatchesEqualASingleThreadedReferenceForAnyThreadCount) {
   }
 }
 
+// `n` batches of `set` decoding whole images, and decoding only each crop's window.
+std::pair<std::vector<HostBatch>, std::vector<HostBatch>> whole_and_windowed(const ShardSet& set,
+                                                                             LoaderOptions o,
+                                                                             int64_t n) {
+  std::vector<HostBatch> whole, windowed;
+  with_watchdog(60, [&] {
+    o.decode_window = false;
+    Loader a(set, o);
+    whole = take(a, n);
+    o.decode_window = true;
+    Loader b(set, o);
+    windowed = take(b, n);
+  });
+  return {whole, windowed};
+}
+
 // Decoding only the source window of each crop (decode_image_window) changes no
 // batch: PNG and JPEG scenes at scales 0.5-2 with flips and padding, over two
 // epochs, and JPEG classification with random resized crops, bit for bit.
@@ -197,17 +213,8 @@ TEST_F(LoaderTest, WindowedDecodingGivesTheSameBatches) {
   for (ImageEncoding enc : {ImageEncoding::png, ImageEncoding::jpeg}) {
     const std::string d = path(std::string("window-") + to_string(enc));
     make_scenes(d, 8, 160, 96, enc, 3);
-    const ShardSet set = ShardSet::open(d);
-    LoaderOptions o = train_options(2, 2, 48, 96);
-    std::vector<HostBatch> whole, windowed;
-    with_watchdog(60, [&] {
-      o.decode_window = false;
-      Loader a(set, o);
-      whole = take(a, 8);
-      o.decode_window = true;
-      Loader b(set, o);
-      windowed = take(b, 8);
-    });
+    const auto [whole, windowed] =
+        whole_and_windowed(ShardSet::open(d), train_options(2, 2, 48, 96), 8);
     ASSERT_EQ(whole.size(), 8u);
     EXPECT_TRUE(whole == windowed) << to_string(enc);
   }
@@ -215,21 +222,13 @@ TEST_F(LoaderTest, WindowedDecodingGivesTheSameBatches) {
   write_classification_set(d, 6, 2, [](int64_t i) {
     return std::pair<int64_t, int64_t>{70 + 9 * i, 90 - 5 * i};
   });
-  const ShardSet set = ShardSet::open(d);
   LoaderOptions o;
   o.batch_size = 3;
   o.threads = 2;
   o.seed = 4;
   o.augment = AugmentOptions::classification_train(24);
-  std::vector<HostBatch> whole, windowed;
-  with_watchdog(60, [&] {
-    o.decode_window = false;
-    Loader a(set, o);
-    whole = take(a, 6);
-    o.decode_window = true;
-    Loader b(set, o);
-    windowed = take(b, 6);
-  });
+  const auto [whole, windowed] = whole_and_windowed(ShardSet::open(d), o, 6);
+  ASSERT_EQ(whole.size(), 6u);
   EXPECT_TRUE(whole == windowed) << "classification";
 }
 
