@@ -154,6 +154,10 @@ std::vector<std::string> check_frame(const Frame& f, int64_t& height, int64_t& w
 Manifest convert_cityscapes(const CityscapesOptions& o) {
   COHORT_CHECK(o.kind != TaskKind::classification,
                "Cityscapes: kind must be segmentation, depth or multitask");
+  COHORT_CHECK(!o.keep_png || o.encoding == ImageEncoding::png,
+               fmt::format("Cityscapes: --keep-png keeps the source PNG files, so it needs "
+                           "--encoding png (got {})",
+                           to_string(o.encoding)));
   const bool labels = has_label_map(o.kind), depth = has_depth(o.kind);
   std::vector<Frame> frames = find_frames(o, labels, depth);
   COHORT_CHECK(

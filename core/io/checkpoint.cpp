@@ -376,22 +376,6 @@ std::optional<int64_t> checkpoint_step(const std::string& filename, const std::s
 
 }  // namespace
 
-namespace {
-
-// The operating system's reason buried in an HDF5 error stack ("errno = 28, error
-// message = 'No space left on device'"), put first for the reader: a full disk
-// or quota should not need a 30-frame stack to be recognised. Empty if none.
-std::string system_cause(const std::string& what) {
-  const std::string key = "error message = '";
-  const size_t at = what.find(key);
-  if (at == std::string::npos) return {};
-  const size_t begin = at + key.size(), end = what.find('\'', begin);
-  if (end == std::string::npos || end == begin) return {};
-  return " (" + what.substr(begin, end - begin) + ")";
-}
-
-}  // namespace
-
 void write_checkpoint(const std::string& path, const CheckpointData& data) {
   const std::string tmp = fmt::format("{}.tmp-{}", path, ::getpid());
   try {
@@ -419,8 +403,7 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
   } catch (const std::exception& e) {
     std::error_code ignored;
     fs::remove(tmp, ignored);  // a failed write leaves no debris (and `path` untouched)
-    throw Error(
-        fmt::format("write_checkpoint('{}') failed{}: {}", path, system_cause(e.what()), e.what()));
+    throw Error(fmt::format("write_checkpoint('{}') failed: {}", path, e.what()));
   }
 }
 

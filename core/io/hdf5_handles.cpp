@@ -56,6 +56,16 @@ std::string take_error_stack() {
     if (!text.empty()) text += "; ";
     text += f;
   }
+  // The operating system's reason, when a frame carries one ("errno = 28, error
+  // message = 'No space left on device'"), goes first: a full disk or quota must
+  // not need a 30-frame stack to be recognised.
+  const std::string key = "error message = '";
+  const size_t at = text.find(key);
+  if (at != std::string::npos) {
+    const size_t begin = at + key.size(), end = text.find('\'', begin);
+    if (end != std::string::npos && end > begin)
+      text = text.substr(begin, end - begin) + "; " + text;
+  }
   return text;
 }
 

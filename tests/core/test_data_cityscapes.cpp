@@ -214,6 +214,16 @@ TEST_F(ConvertCityscapes, MissingFoldersAndEmptySplitsAreClear) {
         << e.what();
   }
   o.annotation = "gtFine";
+  CityscapesOptions kept = o;  // keeping source PNGs makes no sense for raw storage
+  kept.keep_png = true;
+  kept.encoding = ImageEncoding::raw;
+  try {
+    convert_cityscapes(kept);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "--keep-png")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "raw")) << e.what();
+  }
   o.split = "test";
   EXPECT_THROW(convert_cityscapes(o), Error);  // no leftImg8bit/test
   fs::create_directories(fs::path(root()) / "leftImg8bit" / "test" / "berlin");
