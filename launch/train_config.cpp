@@ -155,6 +155,7 @@ const std::vector<Field>& fields() {
       number("checkpoint", "keep_last", &TrainConfig::keep_last),
       number("log", "every_steps", &TrainConfig::log_every),
       number("log", "eval_every_steps", &TrainConfig::eval_every),
+      flag("log", "tensorboard", &TrainConfig::tensorboard),
   };
   return all;
 }

@@ -110,6 +110,7 @@ struct TrainConfig {
   // log
   int64_t log_every = 50;
   int64_t eval_every = 0;  // evaluate every N steps too (0: only at the end)
+  bool tensorboard = true;  // events.out.tfevents.* in out_dir beside metrics.jsonl
 };
 
 // Reads `path` (empty: defaults only), then applies each "section.key=value".

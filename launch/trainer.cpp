@@ -27,6 +27,7 @@
 #include "launch/engine.hpp"
 #include "launch/evaluator.hpp"
 #include "launch/model_setup.hpp"
+#include "launch/run_log.hpp"
 #include "launch/train_step.hpp"
 #include "models/weights_import.hpp"
 
@@ -66,30 +67,6 @@ class StopSignals {
   std::array<struct sigaction, 3> m_previous{};
 };
 
-// Rank 0's metrics file (JSON lines), appended to across resumed runs.
-class MetricsLog {
- public:
-  explicit MetricsLog(const std::string& path) {
-    if (!path.empty()) {
-      m_file = std::fopen(path.c_str(), "a");
-      COHORT_CHECK(m_file != nullptr, fmt::format("train: cannot append to {}", path));
-    }
-  }
-  ~MetricsLog() {
-    if (m_file != nullptr) std::fclose(m_file);
-  }
-  MetricsLog(const MetricsLog&) = delete;
-  MetricsLog& operator=(const MetricsLog&) = delete;
-  void write(const std::string& json_line) {
-    if (m_file == nullptr) return;
-    std::fputs((json_line + "\n").c_str(), m_file);
-    std::fflush(m_file);  // a killed run keeps what it logged
-  }
-
- private:
-  std::FILE* m_file = nullptr;
-};
-
 // Fine-tuning: freezes or unfreezes the backbone (a resnet's everything but its
 // fc head; DeepLab's backbone.*).
 void set_backbone_trainable(core::nn::Graph& graph, const TrainConfig& c, bool trainable) {
@@ -99,10 +76,6 @@ void set_backbone_trainable(core::nn::Graph& graph, const TrainConfig& c, bool t
   }
   graph.set_trainable("", trainable);
   graph.set_trainable("fc.", true);
-}
-
-std::string json_number(double v) {
-  return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null";
 }
 
 }  // namespace
@@ -214,7 +187,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     fmt::print("cohort train: {} ranks, {} -> {}, {} steps of global batch {} ({} per epoch){}\n",
                world, c.train_shards, c.out_dir, sc.total_steps, c.batch, loader.steps_per_epoch(),
                resume ? fmt::format(", resuming at step {}", progress.step) : "");
-  MetricsLog metrics(talk ? (std::filesystem::path(c.out_dir) / "metrics.jsonl").string() : "");
+  RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : -1);
 
   auto save = [&]() {
     const data::SamplerPosition pos = loader.position();
@@ -244,14 +217,14 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     for (const data::ClassEntry& e : eval_set.spec().classes)
       names.push_back(e.name);
     fmt::print("{}", describe(r, names));
-    std::string json =
-        fmt::format(R"({{"step": {}, "eval_{}": {})", result.steps,
-                    nodes.dense ? "pixel_accuracy" : "accuracy", json_number(r.accuracy));
-    if (nodes.dense) json += fmt::format(R"(, "eval_miou": {})", json_number(r.miou));
-    if (c.depth_head)
-      json += fmt::format(R"(, "eval_depth_abs_rel": {}, "eval_depth_rmse": {})",
-                          json_number(r.depth_abs_rel), json_number(r.depth_rmse));
-    metrics.write(json + "}");
+    std::vector<Metric> record{
+        {nodes.dense ? "eval_pixel_accuracy" : "eval_accuracy", {r.accuracy}, {}}};
+    if (nodes.dense) record.push_back({"eval_miou", {r.miou}, {}});
+    if (c.depth_head) {
+      record.push_back({"eval_depth_abs_rel", {r.depth_abs_rel}, {}});
+      record.push_back({"eval_depth_rmse", {r.depth_rmse}, {}});
+    }
+    metrics.write(result.steps, record);
   };
 
   // Fine-tuning: frozen backbone for the first freeze_backbone_steps steps (also
@@ -295,22 +268,23 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
       // Multi-task: each task's own loss beside the balanced total.
-      std::string tasks_text, tasks_json;
+      std::vector<Metric> record{{"epoch", {static_cast<double>(batch->epoch)}, {}},
+                                 {"loss", {result.final_loss}, {}}};
+      std::string tasks_text;
       if (c.depth_head) {
         const double seg = losses.seg.item(ctx.stream());
         const double depth = losses.depth.item(ctx.stream());
         tasks_text = fmt::format(" (seg {:.4f}, depth {:.4f})", seg, depth);
-        tasks_json = fmt::format(R"(, "seg_loss": {}, "depth_loss": {})", json_number(seg),
-                                 json_number(depth));
+        record.push_back({"seg_loss", {seg}, {}});
+        record.push_back({"depth_loss", {depth}, {}});
       }
+      record.push_back({"lr", {lr}, {}});
+      record.push_back({"samples_per_s", {rate}, {}});
       if (talk) {
         fmt::print("step {:>6}/{} epoch {} loss {:.4f}{} lr {:.5f} {:.1f} samples/s\n",
                    result.steps, sc.total_steps, batch->epoch + 1, result.final_loss, tasks_text,
                    lr, rate);
-        metrics.write(fmt::format(
-            R"({{"step": {}, "epoch": {}, "loss": {}{}, "lr": {}, "samples_per_s": {}}})",
-            result.steps, batch->epoch, json_number(result.final_loss), tasks_json, json_number(lr),
-            json_number(rate)));
+        metrics.write(result.steps, record);
       }
       window_start = Clock::now();
       window_steps = 0;
@@ -322,8 +296,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
       if (talk) {
         fmt::print("epoch {} done: DWA loss weights for epoch {}: seg {:.4f}, depth {:.4f}\n",
                    batch->epoch + 1, batch->epoch + 2, weights.at(0), weights.at(1));
-        metrics.write(fmt::format(R"({{"step": {}, "epoch": {}, "loss_weights": [{}]}})",
-                                  result.steps, batch->epoch + 1, fmt::join(weights, ", ")));
+        metrics.write(result.steps, {{"epoch", {static_cast<double>(batch->epoch + 1)}, {}},
+                                     {"loss_weights", weights, {"seg", "depth"}}});
       }
     }
     if (c.checkpoint_every > 0 && result.steps % c.checkpoint_every == 0 && !last) save();

@@ -19,6 +19,7 @@
 #include "launch/trainer.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tensor_helpers.hpp"
+#include "tests/support/tfevents_reader.hpp"
 
 namespace cohort::launch {
 namespace {
@@ -58,7 +59,9 @@ class TrainerCheckpoints : public ::testing::Test {
   static std::vector<std::string> names(const std::string& dir) {
     std::vector<std::string> out;
     for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() != ".jsonl") out.push_back(e.path().filename().string());
+      if (e.path().extension() != ".jsonl" &&
+          !e.path().filename().string().starts_with("events.out.tfevents."))
+        out.push_back(e.path().filename().string());
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -111,6 +114,52 @@ TEST_F(TrainerCheckpoints, ADamagedNewestCheckpointFallsBackToTheLastGoodOne) {
   EXPECT_TRUE(fs::exists(sliced.out_dir + "/checkpoint-00000004.h5.damaged"))
       << "set aside by name, not deleted";
   expect_same_tensors(straight.checkpoint, resumed.checkpoint);
+}
+
+// A run that resumes before steps it had already logged (here the damaged
+// checkpoint of step 4; in practice a crash after the last checkpoint) logs each
+// step once: metrics.jsonl equals an undisturbed run's, and TensorBoard's reader
+// is told to drop the orphaned step 4 (a SessionLog START at step 4 in the
+// resumed run's file, after which it logs steps 4 to 6 again).
+TEST_F(TrainerCheckpoints, AResumedRunLogsEachStepOnce) {
+  TrainConfig straight_config = config("straight");
+  straight_config.log_every = 1;
+  run_training(straight_config, core::Device::cpu());
+  TrainConfig sliced = config("sliced");
+  sliced.log_every = 1;
+  sliced.stop_after_steps = 4;
+  ASSERT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  damage(sliced.out_dir + "/checkpoint-00000004.h5");
+  ASSERT_EQ(run_training(sliced, core::Device::cpu()).steps_this_run, 3);
+
+  // Step and loss of each line (samples/s differs between runs).
+  auto steps_and_losses = [](const std::string& dir) {
+    std::vector<std::string> out;
+    std::ifstream in(dir + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);)
+      out.push_back(line.substr(0, line.find(", \"lr\"")));
+    return out;
+  };
+  const std::vector<std::string> expected = steps_and_losses(straight_config.out_dir);
+  ASSERT_EQ(expected.size(), 6u);
+  EXPECT_EQ(steps_and_losses(sliced.out_dir), expected);
+
+  const std::vector<std::string> files = cohort::testing::tfevents_files(sliced.out_dir);
+  ASSERT_EQ(files.size(), 2u);  // in name order, the order TensorBoard reads them
+  std::vector<std::vector<cohort::testing::TfEvent>> runs;
+  for (const std::string& f : files)
+    runs.push_back(cohort::testing::read_tfevents(f));
+  auto steps = [](const std::vector<cohort::testing::TfEvent>& events) {
+    std::vector<int64_t> out;
+    for (const auto& e : events)
+      if (!e.scalars.empty()) out.push_back(e.step);
+    return out;
+  };
+  EXPECT_EQ(steps(runs[0]), (std::vector<int64_t>{1, 2, 3, 4}));
+  ASSERT_GE(runs[1].size(), 2u);
+  EXPECT_EQ(runs[1][1].session_status, 1) << "SessionLog START right after the file version";
+  EXPECT_EQ(runs[1][1].step, 4);
+  EXPECT_EQ(steps(runs[1]), (std::vector<int64_t>{4, 5, 6}));
 }
 
 TEST_F(TrainerCheckpoints, NoGoodCheckpointIsAnErrorNotAFreshStart) {

@@ -1,0 +1,125 @@
+#include "launch/run_log.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/io/atomic_file.hpp"
+#include "core/io/tensorboard_events.hpp"
+
+namespace cohort::launch {
+namespace {
+
+std::string json_number(double v) {
+  return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null";
+}
+
+std::string tensorboard_tag(const std::string& name) {
+  constexpr std::string_view kEval = "eval_";
+  if (name.starts_with(kEval)) return "eval/" + name.substr(kEval.size());
+  return "train/" + name;
+}
+
+// The step of a metrics.jsonl line, or -1 when it has none.
+int64_t step_of(const std::string& line) {
+  const size_t at = line.find("\"step\":");
+  if (at == std::string::npos) return -1;
+  const char* digits = line.c_str() + at + std::strlen("\"step\":");
+  char* end = nullptr;
+  const long long step = std::strtoll(digits, &end, 10);
+  return end == digits ? -1 : step;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+std::string metrics_up_to_step(const std::string& jsonl_text, int64_t step) {
+  std::string kept;
+  std::istringstream in(jsonl_text);
+  for (std::string line; std::getline(in, line);)
+    if (step_of(line) <= step) kept += line + "\n";
+  return kept;
+}
+
+RunLog::RunLog(const std::string& out_dir, bool tensorboard, int64_t resumed_step) {
+  if (out_dir.empty()) return;
+  m_jsonl_path = (std::filesystem::path(out_dir) / "metrics.jsonl").string();
+  if (resumed_step >= 0 && std::filesystem::exists(m_jsonl_path)) {
+    const std::string text = read_text(m_jsonl_path);
+    const std::string kept = metrics_up_to_step(text, resumed_step);
+    if (kept.size() != text.size())
+      core::io::write_file_atomically(m_jsonl_path, kept.data(), kept.size());
+  }
+  m_jsonl = std::fopen(m_jsonl_path.c_str(), "a");
+  COHORT_CHECK(m_jsonl != nullptr,
+               fmt::format("train: cannot append to {}: {}", m_jsonl_path, std::strerror(errno)));
+  if (tensorboard) {
+    m_tensorboard = std::make_unique<core::io::TensorBoardWriter>(out_dir);
+    if (resumed_step >= 0) m_tensorboard->add_session_start(resumed_step + 1);
+  }
+}
+
+RunLog::~RunLog() {
+  if (m_jsonl != nullptr) std::fclose(m_jsonl);
+}
+
+void RunLog::write(int64_t step, const std::vector<Metric>& metrics) {
+  if (m_jsonl != nullptr) {
+    std::string line = fmt::format(R"({{"step": {})", step);
+    for (const Metric& m : metrics) {
+      std::vector<std::string> numbers;
+      for (double v : m.values)
+        numbers.push_back(json_number(v));
+      line += fmt::format(
+          R"(, "{}": {})", m.name,
+          m.values.size() == 1 ? numbers.front() : fmt::format("[{}]", fmt::join(numbers, ", ")));
+    }
+    line += "}\n";
+    // Flushed per record: a killed run keeps what it logged.
+    if (std::fputs(line.c_str(), m_jsonl) < 0 || std::fflush(m_jsonl) != 0)
+      give_up_jsonl(std::strerror(errno));
+  }
+  if (m_tensorboard != nullptr) {
+    std::vector<core::io::Scalar> scalars;
+    for (const Metric& m : metrics) {
+      if (m.name == "epoch") continue;  // a position, not a measurement
+      for (size_t i = 0; i < m.values.size(); ++i) {
+        const std::string tag = tensorboard_tag(m.name);
+        scalars.push_back({m.values.size() == 1 ? tag : tag + "/" + m.parts.at(i), m.values[i]});
+      }
+    }
+    try {
+      m_tensorboard->add_scalars(step, scalars);
+    } catch (const Error& e) {
+      give_up_tensorboard(e.what());
+    }
+  }
+}
+
+void RunLog::give_up_jsonl(const std::string& why) {
+  std::fprintf(stderr, "cohort train: warning: cannot write %s: %s; no more records go there\n",
+               m_jsonl_path.c_str(), why.c_str());
+  std::fclose(m_jsonl);
+  m_jsonl = nullptr;
+}
+
+void RunLog::give_up_tensorboard(const std::string& why) {
+  std::fprintf(stderr, "cohort train: warning: %s; no more TensorBoard records this run\n",
+               why.c_str());
+  m_tensorboard.reset();
+}
+
+}  // namespace cohort::launch
