@@ -126,7 +126,7 @@ void save_zero_checkpoint(const std::string& path, ZeroDataParallel& zero, core:
           s.model[p.name] = params.flat(p.offset, p.shape.numel()).view(p.shape);
       s.optimizer = std::move(optimizer);
       s.optimizer_kind = zero.optimizer().config().kind;
-      s.optimizer_steps = zero.optimizer().steps();
+      s.optimizer_steps = zero.optimizer().steps(ctx.stream());
       s.rng_seed = ctx.seed();
       s.rng_offset = ctx.rng_offset();
       if (scaler != nullptr && scaler->enabled()) s.loss_scaler = scaler->state(ctx);
@@ -172,7 +172,7 @@ TrainingProgress load_zero_checkpoint(const std::string& path, ZeroDataParallel&
   for (core::nn::Buffer& b : graph.buffers())
     b.value.copy_from(s.model.at(b.name), ctx.stream());
   zero.load_optimizer_state(ctx, s.optimizer);
-  zero.optimizer().set_steps(s.optimizer_steps);
+  zero.optimizer().set_steps(s.optimizer_steps, ctx.stream());
   ctx.set_seed(s.rng_seed, s.rng_offset);
   if (restore_scaler) scaler->set_state(ctx, *s.loss_scaler);
   graph.refresh_compute_weights(ctx);

@@ -182,7 +182,7 @@ void save_training_checkpoint(const std::string& path, nn::Graph& graph,
   s.model = graph.state();
   s.optimizer = optimizer.state();
   s.optimizer_kind = optimizer.config().kind;
-  s.optimizer_steps = optimizer.steps();
+  s.optimizer_steps = optimizer.steps(ctx.stream());
   s.rng_seed = ctx.seed();
   s.rng_offset = ctx.rng_offset();
   if (scaler != nullptr && scaler->enabled()) s.loss_scaler = scaler->state(ctx);
@@ -207,7 +207,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Graph& gr
   ctx.synchronize();
   copy_into(s.model, graph.state(), ctx);
   copy_into(s.optimizer, optimizer.state(), ctx);
-  optimizer.set_steps(s.optimizer_steps);
+  optimizer.set_steps(s.optimizer_steps, ctx.stream());
   ctx.set_seed(s.rng_seed, s.rng_offset);
   if (restore_scaler) scaler->set_state(ctx, *s.loss_scaler);
   graph.refresh_compute_weights(ctx);

@@ -30,21 +30,31 @@ bool skipped(const Tensor& skip) {
   return skip.defined() && skip.data<float>()[0] != 0.0f;
 }
 
+void check_applied(const char* op, const Tensor& applied, const Tensor& params) {
+  COHORT_CHECK(applied.defined() && applied.dtype() == DType::i64 && applied.numel() == 1 &&
+                   applied.device() == params.device(),
+               fmt::format("{}: the applied-step count must be i64 with 1 element on {}, got {}",
+                           op, params.device().str(),
+                           applied.defined() ? applied.str() : std::string("undefined")));
+}
+
 }  // namespace
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& c, bool first_step,
+              const std::vector<UpdateSegment>& segments, const SgdConfig& c, const Tensor& applied,
               const Tensor& skip) {
   const int64_t n = params.numel();
   check_flat_f32("sgd_step", "params", params, n);
   check_flat_f32("sgd_step", "grads", grads, n);
   if (c.momentum != 0) check_flat_f32("sgd_step", "momentum", momentum, n);
   check_segments("sgd_step", segments, n);
+  check_applied("sgd_step", applied, params);
 #ifdef COHORT_WITH_CUDA
   if (params.device().is_cuda())
-    return cuda::sgd_step(ctx, params, grads, momentum, segments, c, first_step, skip);
+    return cuda::sgd_step(ctx, params, grads, momentum, segments, c, applied, skip);
 #endif
   if (skipped(skip)) return;
+  const bool first_step = applied.data<int64_t>()[0] == 0;
   float* p = params.data<float>();
   const float* g = grads.data<float>();
   float* buf = c.momentum != 0 ? momentum.data<float>() : nullptr;
@@ -61,20 +71,21 @@ void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentu
 }
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& c, int64_t step,
-                const Tensor& skip) {
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& c,
+                const Tensor& applied, const Tensor& skip) {
   const int64_t n = params.numel();
   check_flat_f32("adamw_step", "params", params, n);
   check_flat_f32("adamw_step", "grads", grads, n);
   check_flat_f32("adamw_step", "exp_avg", m, n);
   check_flat_f32("adamw_step", "exp_avg_sq", v, n);
   check_segments("adamw_step", segments, n);
-  COHORT_CHECK(step >= 1, fmt::format("adamw_step: step counts from 1, got {}", step));
+  check_applied("adamw_step", applied, params);
 #ifdef COHORT_WITH_CUDA
   if (params.device().is_cuda())
-    return cuda::adamw_step(ctx, params, grads, m, v, segments, c, step, skip);
+    return cuda::adamw_step(ctx, params, grads, m, v, segments, c, applied, skip);
 #endif
   if (skipped(skip)) return;
+  const int64_t step = applied.data<int64_t>()[0] + 1;
   float* p = params.data<float>();
   const float* g = grads.data<float>();
   float* mp = m.data<float>();
@@ -92,6 +103,16 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
       p[i] -= s.lr * step_size_scale * mp[i] / denom;
     }
   }
+}
+
+void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip) {
+  COHORT_CHECK(applied.defined() && applied.dtype() == DType::i64 && applied.numel() == 1,
+               fmt::format("count_applied_step: the count must be i64 with 1 element, got {}",
+                           applied.defined() ? applied.str() : std::string("undefined")));
+#ifdef COHORT_WITH_CUDA
+  if (applied.device().is_cuda()) return cuda::count_applied_step(ctx, applied, skip);
+#endif
+  if (!skipped(skip)) applied.data<int64_t>()[0] += 1;
 }
 
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,

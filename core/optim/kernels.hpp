@@ -8,6 +8,14 @@
 // `skip` (optional, 1-element f32 on the buffers' device): when it holds a nonzero
 // value the update is a no-op. This is how an fp16 step with overflowing
 // gradients is skipped without the host reading the overflow flag.
+//
+// `applied` (1-element i64 on the buffers' device): how many updates were applied
+// before this one. The kernels read it on the device (SGD's first step, AdamW's
+// bias correction) and count_applied_step advances it after an update unless
+// that was skipped: a skipped fp16 step leaves the optimizer exactly as it was,
+// as with PyTorch's GradScaler, which does not call step() on an overflow. No
+// host value changes from step to step (what capturing a step as a CUDA graph
+// needs).
 #include <cstdint>
 #include <vector>
 
@@ -34,16 +42,20 @@ struct AdamWConfig {
 };
 
 // PyTorch's SGD: g += wd*p; buf = first_step ? g : momentum*buf + (1-dampening)*g;
-// g = nesterov ? g + momentum*buf : buf; p -= lr*g. params/grads/momentum are f32.
+// g = nesterov ? g + momentum*buf : buf; p -= lr*g. params/grads/momentum are f32;
+// first_step: applied[0] == 0.
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config, bool first_step,
-              const Tensor& skip);
+              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const Tensor& applied, const Tensor& skip);
 
 // PyTorch's AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-// p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). step counts from 1.
+// p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps), step = applied[0] + 1.
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config, int64_t step,
-                const Tensor& skip);
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
+                const Tensor& applied, const Tensor& skip);
+
+// applied[0] += 1 unless skip[0] is nonzero (see above).
+void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip);
 
 // grads *= inv_scale[0]; found_non_finite[0] = 1 if any element of grads was inf or
 // NaN before scaling (else left as it was). inv_scale, found_non_finite: 1-element f32.

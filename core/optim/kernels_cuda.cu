@@ -4,8 +4,9 @@
 // keep alive): up to kSegmentsPerLaunch segments per launch, so a model with a
 // few parameter groups updates in one launch and a longer table takes a few. Each
 // thread finds its segment by binary search over the launch's prefix sums.
-// `skip` (a device flag) is read by the kernels, so skipping an overflowed fp16
-// step costs no host synchronisation.
+// `skip` (a device flag) and `applied` (the device count of updates made) are
+// read by the kernels, so skipping an overflowed fp16 step costs no host
+// synchronisation and leaves the step count as it was.
 #include <cmath>
 #include <string>
 
@@ -67,9 +68,10 @@ __device__ __forceinline__ bool skip_step(const float* skip) {
 // Same arithmetic, in the same order, as the CPU version in kernels.cpp.
 __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g,
                            float* __restrict__ buf, const SegmentTable t, float momentum,
-                           float dampening, bool nesterov, bool first_step,
+                           float dampening, bool nesterov, const int64_t* __restrict__ applied,
                            const float* __restrict__ skip) {
   if (skip_step(skip)) return;
+  const bool first_step = *applied == 0;
   const int64_t total = t.start[t.count];
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -87,9 +89,18 @@ __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g,
 
 __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g,
                              float* __restrict__ m, float* __restrict__ v, const SegmentTable t,
-                             float beta1, float beta2, float eps, float step_size_scale,
-                             float bc2_sqrt, const float* __restrict__ skip) {
-  if (skip_step(skip)) return;
+                             float beta1, float beta2, float eps,
+                             const int64_t* __restrict__ applied, const float* __restrict__ skip) {
+  if (skip_step(skip)) return;  // the same for the whole grid: no thread misses the barrier
+  // Bias corrections of step t = applied + 1, in double as on the CPU, once per block.
+  __shared__ float correction[2];  // 1 / (1 - b1^t), sqrt(1 - b2^t)
+  if (threadIdx.x == 0) {
+    const double t = static_cast<double>(*applied + 1);
+    correction[0] = static_cast<float>(1.0 / (1.0 - pow(static_cast<double>(beta1), t)));
+    correction[1] = static_cast<float>(sqrt(1.0 - pow(static_cast<double>(beta2), t)));
+  }
+  __syncthreads();
+  const float step_size_scale = correction[0], bc2_sqrt = correction[1];
   const int64_t total = t.start[t.count];
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -170,6 +181,19 @@ const float* skip_ptr(const char* op, const Context& ctx, const Tensor& skip) {
   return skip.data<float>();
 }
 
+int64_t* applied_ptr(const char* op, const Context& ctx, const Tensor& applied) {
+  if (!applied.defined() || applied.dtype() != DType::i64 || applied.numel() != 1 ||
+      applied.device() != ctx.device())
+    COHORT_FAIL(std::string(op) + ": the applied-step count must be i64 with 1 element on " +
+                ctx.device().str() + ", got " +
+                (applied.defined() ? applied.str() : std::string("an undefined tensor")));
+  return const_cast<int64_t*>(applied.data<int64_t>());
+}
+
+__global__ void count_applied_kernel(int64_t* applied, const float* skip) {
+  if (!skip_step(skip)) *applied += 1;
+}
+
 // One thread: the whole loss-scale update stays on the device (kernels.hpp).
 __global__ void loss_scale_kernel(float* values, int64_t* counters, double growth, double backoff,
                                   int64_t interval) {
@@ -204,8 +228,8 @@ unsigned blocks_for(int64_t n) {
 }  // namespace
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config, bool first_step,
-              const Tensor& skip) {
+              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const Tensor& applied, const Tensor& skip) {
   const char* op = "sgd_step";
   const int64_t n = params.numel();
   check_f32(op, "params", ctx, params, n);
@@ -214,17 +238,18 @@ void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentu
   if (use_momentum) check_f32(op, "momentum", ctx, momentum, n);
   check_segments(op, segments, n);
   const float* skip_flag = skip_ptr(op, ctx, skip);
+  const int64_t* applied_count = applied_ptr(op, ctx, applied);
   for (const SegmentTable& t : make_tables(segments)) {
     sgd_kernel<<<blocks_for(t.start[t.count]), kThreads, 0, ctx.stream()>>>(
         params.data<float>(), grads.data<float>(), use_momentum ? momentum.data<float>() : nullptr,
-        t, config.momentum, config.dampening, config.nesterov, first_step, skip_flag);
+        t, config.momentum, config.dampening, config.nesterov, applied_count, skip_flag);
     COHORT_CUDA_LAUNCH_CHECK();
   }
 }
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config, int64_t step,
-                const Tensor& skip) {
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
+                const Tensor& applied, const Tensor& skip) {
   const char* op = "adamw_step";
   const int64_t n = params.numel();
   check_f32(op, "params", ctx, params, n);
@@ -232,18 +257,21 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
   check_f32(op, "exp_avg", ctx, m, n);
   check_f32(op, "exp_avg_sq", ctx, v, n);
   check_segments(op, segments, n);
-  if (step < 1) COHORT_FAIL(std::string(op) + ": step counts from 1, got " + std::to_string(step));
   const float* skip_flag = skip_ptr(op, ctx, skip);
-  const double bc1 = 1.0 - std::pow(static_cast<double>(config.beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(config.beta2), static_cast<double>(step));
-  const float step_size_scale = static_cast<float>(1.0 / bc1);
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const int64_t* applied_count = applied_ptr(op, ctx, applied);
   for (const SegmentTable& t : make_tables(segments)) {
     adamw_kernel<<<blocks_for(t.start[t.count]), kThreads, 0, ctx.stream()>>>(
         params.data<float>(), grads.data<float>(), m.data<float>(), v.data<float>(), t,
-        config.beta1, config.beta2, config.eps, step_size_scale, bc2_sqrt, skip_flag);
+        config.beta1, config.beta2, config.eps, applied_count, skip_flag);
     COHORT_CUDA_LAUNCH_CHECK();
   }
+}
+
+void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip) {
+  const char* op = "count_applied_step";
+  const float* skip_flag = skip_ptr(op, ctx, skip);
+  count_applied_kernel<<<1, 1, 0, ctx.stream()>>>(applied_ptr(op, ctx, applied), skip_flag);
+  COHORT_CUDA_LAUNCH_CHECK();
 }
 
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,

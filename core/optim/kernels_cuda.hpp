@@ -10,12 +10,13 @@
 namespace cohort::core::optim::cuda {
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config, bool first_step,
-              const Tensor& skip);
+              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const Tensor& applied, const Tensor& skip);
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config, int64_t step,
-                const Tensor& skip);
+                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
+                const Tensor& applied, const Tensor& skip);
+void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip);
 
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,
                        Tensor& found_non_finite);

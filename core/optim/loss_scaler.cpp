@@ -26,13 +26,21 @@ void LossScaler::set_state(Context& ctx, const LossScalerState& state) {
                fmt::format("LossScaler: invalid state (scale {}, growth tracker {}, skipped {})",
                            state.scale, state.growth_tracker, state.skipped_steps));
   const double scale = m_config.enabled ? state.scale : 1.0;
-  // Stream-ordered uploads from host vectors: later kernels on ctx's stream see them.
-  m_values = Tensor::from_vector({scale, 1.0 / scale, 0.0, 0.0}, Shape{4}, DType::f32)
-                 .to(m_device, ctx.stream());
-  m_counters = Tensor::from_vector({static_cast<double>(state.growth_tracker),
-                                    static_cast<double>(state.skipped_steps)},
-                                   Shape{2}, DType::i64)
-                   .to(m_device, ctx.stream());
+  const Tensor values = Tensor::from_vector({scale, 1.0 / scale, 0.0, 0.0}, Shape{4}, DType::f32);
+  const Tensor counters = Tensor::from_vector(
+      {static_cast<double>(state.growth_tracker), static_cast<double>(state.skipped_steps)},
+      Shape{2}, DType::i64);
+  // Stream-ordered uploads: later kernels on ctx's stream see them. A restore
+  // writes into the existing buffers: replacing them would free the old ones on
+  // the stream that made them, unordered with kernels still queued on ctx's
+  // stream that read them.
+  if (m_values.defined()) {
+    m_values.copy_from(values, ctx.stream());
+    m_counters.copy_from(counters, ctx.stream());
+    return;
+  }
+  m_values = values.to(m_device, ctx.stream());
+  m_counters = counters.to(m_device, ctx.stream());
   m_seed = m_values.flat(0, 1);
   m_inv = m_config.enabled ? m_values.flat(1, 1) : Tensor();
   m_found = m_config.enabled ? m_values.flat(2, 1) : Tensor();

@@ -28,6 +28,7 @@ Optimizer::Optimizer(nn::Graph& graph, const OptimizerConfig& config)
     m_buf1 = Tensor::zeros(Shape{n}, DType::f32, graph.device(), setup.stream());
   if (config.kind == "adamw")
     m_buf2 = Tensor::zeros(Shape{n}, DType::f32, graph.device(), setup.stream());
+  m_applied = Tensor::zeros(Shape{1}, DType::i64, graph.device(), setup.stream());
   setup.synchronize();
   for (const ParamGroup& g : config.groups) {
     bool any = false;
@@ -74,17 +75,28 @@ std::vector<UpdateSegment> Optimizer::segments(double lr) const {
 void Optimizer::update(Context& ctx, double lr, Tensor& params, const Tensor& grads,
                        const Tensor& skip) {
   const std::vector<UpdateSegment> segs = segments(lr);
-  ++m_steps;
-  if (m_shard_count == 0) return;  // a rank whose shard is empty (more ranks than elements)
-  if (m_config.kind == "sgd") {
+  // A rank whose shard is empty (more ranks than elements) updates nothing but
+  // counts the step like the others.
+  if (m_shard_count > 0 && m_config.kind == "sgd") {
     SgdConfig c{static_cast<float>(m_config.momentum), static_cast<float>(m_config.dampening),
                 m_config.nesterov};
-    sgd_step(ctx, params, grads, m_buf1, segs, c, m_steps == 1, skip);
-  } else {
+    sgd_step(ctx, params, grads, m_buf1, segs, c, m_applied, skip);
+  } else if (m_shard_count > 0) {
     AdamWConfig c{static_cast<float>(m_config.beta1), static_cast<float>(m_config.beta2),
                   static_cast<float>(m_config.eps)};
-    adamw_step(ctx, params, grads, m_buf1, m_buf2, segs, c, m_steps, skip);
+    adamw_step(ctx, params, grads, m_buf1, m_buf2, segs, c, m_applied, skip);
   }
+  count_applied_step(ctx, m_applied, skip);
+}
+
+int64_t Optimizer::steps(StreamHandle stream) const {
+  return static_cast<int64_t>(m_applied.item(stream));
+}
+
+void Optimizer::set_steps(int64_t steps, StreamHandle stream) {
+  COHORT_CHECK(steps >= 0, fmt::format("Optimizer: a step count of {} is negative", steps));
+  m_applied.copy_from(Tensor::from_vector({static_cast<double>(steps)}, Shape{1}, DType::i64),
+                      stream);
 }
 
 void Optimizer::step(Context& ctx, double lr, const Tensor& skip) {

@@ -53,8 +53,8 @@ class Optimizer {
 
   // One update with learning rate `lr` (before group multipliers). `skip`: optional
   // 1-element device flag; nonzero makes the step a no-op (fp16 overflow).
-  // Steps that are skipped on the device still count here; the loss scaler tells
-  // the trainer whether to count them.
+  // A step skipped on the device changes nothing, its count included (see
+  // steps()).
   // Unsharded, it updates the graph's flat buffers and refreshes the 16-bit compute
   // weights. Sharded, it updates the shard's elements of the graph's flat buffers
   // and does not refresh them: the caller all-gathers the parameters first.
@@ -66,7 +66,11 @@ class Optimizer {
   void step_shard(Context& ctx, double lr, Tensor& params, const Tensor& grads,
                   const Tensor& skip = {});
 
-  int64_t steps() const { return m_steps; }
+  // Updates applied so far: steps skipped on the device (fp16 overflow) are not
+  // counted, as PyTorch's GradScaler does not call step() for them. The count
+  // lives on the device (AdamW's bias correction and SGD's first step read it
+  // there); reading it waits for `stream`, where the updates were queued.
+  int64_t steps(StreamHandle stream = nullptr) const;
   const OptimizerConfig& config() const { return m_config; }
   bool sharded() const { return m_config.shard_count >= 0; }
   int64_t shard_offset() const { return m_shard_offset; }
@@ -84,7 +88,8 @@ class Optimizer {
   // The flat state buffers by name ("momentum", or "exp_avg" and "exp_avg_sq"),
   // shard_count() elements each (memory reports, gathering a sharded state).
   std::vector<std::pair<std::string, Tensor>> state_buffers() const;
-  void set_steps(int64_t steps) { m_steps = steps; }
+  // Restores the count (checkpoint load), ordered on `stream`.
+  void set_steps(int64_t steps, StreamHandle stream = nullptr);
   // Segments for the current trainable set (rebuilt when parameters are frozen or
   // unfrozen, since each step reads `trainable`), counted from shard_offset()
   // (the flat offsets when unsharded).
@@ -97,7 +102,7 @@ class Optimizer {
   OptimizerConfig m_config;
   int64_t m_shard_offset = 0, m_shard_count = 0;
   Tensor m_buf1, m_buf2;  // SGD: momentum; AdamW: exp_avg, exp_avg_sq
-  int64_t m_steps = 0;
+  Tensor m_applied;       // i64 [1] on the device: updates applied (kernels.hpp)
 };
 
 }  // namespace cohort::core::optim

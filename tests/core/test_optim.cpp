@@ -122,6 +122,43 @@ TEST(Optimizer, SkipFlagMakesTheStepANoOp) {
   EXPECT_EQ(net.g.flat_params().to_vector(), before);
 }
 
+// A skipped step (fp16 overflow) leaves the optimizer as it was, its step count
+// included, as PyTorch's GradScaler never calls step() for it: the first real
+// update after skips is bitwise the first update of a fresh optimizer (AdamW's
+// bias correction of step 1; SGD's momentum buffer started from the gradient,
+// which dampening makes differ from a later step's).
+TEST(Optimizer, SkippedStepsDoNotAdvanceTheStepCount) {
+  for (const char* kind : {"adamw", "sgd"}) {
+    SCOPED_TRACE(kind);
+    OptimizerConfig c;
+    c.kind = kind;
+    c.momentum = 0.9;
+    c.dampening = 0.5;
+    c.weight_decay = 0.01;
+    Net fresh, skipped;
+    Optimizer fresh_opt(fresh.g, c), skipped_opt(skipped.g, c);
+    Context ctx;
+    const Tensor skip = Tensor::from_vector({1.0}, Shape{1});
+    const Tensor no_skip = Tensor::from_vector({0.0}, Shape{1});
+    skipped.set_grads(1e30);  // what an overflow would leave (never applied)
+    skipped_opt.step(ctx, 0.1, skip);
+    skipped_opt.step(ctx, 0.1, skip);
+    EXPECT_EQ(skipped_opt.steps(), 0);
+    for (int step = 1; step <= 2; ++step) {
+      fresh.set_grads(0.5 * step);
+      skipped.set_grads(0.5 * step);
+      fresh_opt.step(ctx, 0.1, no_skip);
+      skipped_opt.step(ctx, 0.1, no_skip);
+      EXPECT_EQ(skipped.g.flat_params().to_vector(), fresh.g.flat_params().to_vector())
+          << "step " << step;
+    }
+    EXPECT_EQ(skipped_opt.steps(), 2);
+    EXPECT_EQ(fresh_opt.steps(), 2);
+    skipped_opt.set_steps(7);
+    EXPECT_EQ(skipped_opt.steps(), 7);
+  }
+}
+
 // Gradient clipping: the factor and norm are computed where the gradients live;
 // clipping only scales down, and a NaN norm leaves the gradients alone.
 TEST(Optimizer, ClipFactorScalesDownOnlyAboveTheLimit) {

@@ -1,6 +1,7 @@
 // memory_stats on a GPU: the stream-ordered pool's counters follow allocations
 // and frees, and reset_peak_memory restarts the peak from the current use.
 #ifdef COHORT_WITH_CUDA
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include "core/memory_stats.hpp"
@@ -12,7 +13,9 @@ namespace {
 
 TEST(GpuMemoryStats, PoolCountersFollowTensors) {
   const core::Device device = gpu().device();
-  gpu().synchronize();
+  // Every stream, not only gpu()'s: frees queued on other pooled streams by
+  // earlier tests must not land between `before` and `after`.
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   core::reset_peak_memory(device);
   const core::MemoryStats before = core::memory_stats(device);
   EXPECT_EQ(before.peak_in_use, before.in_use);

@@ -1,8 +1,9 @@
 // CUDA optimizer and mixed-precision kernels against a simple host reference
 // written here (PyTorch's formulas, the order of kernels.hpp): SGD (momentum,
 // dampening, nesterov, first step, per-segment lr/weight decay, gaps between
-// segments), AdamW over three steps, the `skip` device flag, tables longer than
-// one launch's 64 segments, unscale_and_check, sum_of_squares, scale_by, cast_into.
+// segments), AdamW over three steps, the `skip` device flag and the device count
+// of applied steps, tables longer than one launch's 64 segments,
+// unscale_and_check, sum_of_squares, scale_by, cast_into.
 // CUDA-only: the optim::cuda entry points exist only in CUDA builds.
 #ifdef COHORT_WITH_CUDA
 #include <fmt/format.h>
@@ -71,6 +72,11 @@ Tensor from_host(const std::vector<double>& v) {
   return Tensor::from_vector(v, Shape{static_cast<int64_t>(v.size())}, DType::f32);
 }
 
+// The device count of updates applied before the next one (kernels.hpp).
+Tensor applied_count(int64_t n) {
+  return to_gpu(Tensor::from_vector({static_cast<double>(n)}, Shape{1}, DType::i64));
+}
+
 void check_sgd(const SgdConfig& c, int segment_count, const std::string& name) {
   SCOPED_TRACE(name);
   const int64_t n = 5000;
@@ -81,7 +87,8 @@ void check_sgd(const SgdConfig& c, int segment_count, const std::string& name) {
   for (int step = 0; step < 3; ++step) {
     const std::vector<double> g = random_cpu(Shape{n}, 10 + step).to_vector();
     host_sgd(p, g, buf, segs, c, step == 0);
-    gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), bg, segs, c, step == 0, Tensor());
+    gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), bg, segs, c, applied_count(step),
+                        Tensor());
   }
   expect_near("sgd params", pg, from_host(p), kOptim);
   if (c.momentum != 0) expect_near("sgd momentum buffer", bg, from_host(buf), kOptim);
@@ -101,8 +108,8 @@ TEST(GpuOptim, SgdWithoutMomentumNeedsNoBuffer) {
   std::vector<double> p = random_cpu(Shape{n}, 3).to_vector(), none;
   const std::vector<double> g = random_cpu(Shape{n}, 4).to_vector();
   Tensor pg = to_gpu(from_host(p)), undefined;
-  gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), undefined, segs, SgdConfig{}, true,
-                      Tensor());
+  gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), undefined, segs, SgdConfig{},
+                      applied_count(0), Tensor());
   host_sgd(p, g, none, segs, SgdConfig{}, true);
   expect_near("sgd without momentum", pg, from_host(p), kOptim);
 }
@@ -118,7 +125,8 @@ void check_adamw(int segment_count) {
   for (int64_t step = 1; step <= 3; ++step) {
     const std::vector<double> g = random_cpu(Shape{n}, 30 + step, -0.1, 0.1).to_vector();
     host_adamw(p, g, m, v, segs, c, step);
-    gpu_optim::adamw_step(gpu(), pg, to_gpu(from_host(g)), mg, vg, segs, c, step, Tensor());
+    gpu_optim::adamw_step(gpu(), pg, to_gpu(from_host(g)), mg, vg, segs, c, applied_count(step - 1),
+                          Tensor());
   }
   expect_near("adamw params", pg, from_host(p), {2e-5, 1e-6});
   expect_near("adamw exp_avg", mg, from_host(m), kOptim);
@@ -139,20 +147,32 @@ TEST(GpuOptim, SkipFlagMakesStepsNoOps) {
   const Tensor no_skip = to_gpu(Tensor::from_vector({0.0}, Shape{1}, DType::f32));
   Tensor pg = to_gpu(p0), buf = to_gpu(random_cpu(Shape{n}, 42));
   const Tensor buf0 = to_cpu_f32(buf);
-  gpu_optim::sgd_step(gpu(), pg, g, buf, segs, {0.9f, 0.0f, false}, false, skip);
+  gpu_optim::sgd_step(gpu(), pg, g, buf, segs, {0.9f, 0.0f, false}, applied_count(1), skip);
   expect_equal("sgd params with skip = 1", pg, p0);
   expect_equal("sgd momentum with skip = 1", buf, buf0);
   Tensor m = to_gpu(Tensor::zeros(Shape{n}, DType::f32)),
          v = to_gpu(Tensor::zeros(Shape{n}, DType::f32));
-  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, 1, skip);
+  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, applied_count(0), skip);
   expect_equal("adamw params with skip = 1", pg, p0);
   expect_equal("adamw exp_avg with skip = 1", m, Tensor::zeros(Shape{n}, DType::f32));
-  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, 1, no_skip);
+  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, applied_count(0), no_skip);
   int changed = 0;
   const std::vector<double> a = values(pg), b = p0.to_vector();
   for (size_t i = 0; i < a.size(); ++i)
     changed += a[i] != b[i];
   EXPECT_GT(changed, 900) << "skip = 0 must update";
+}
+
+// The applied-step count moves on the device, and only for steps not skipped.
+TEST(GpuOptim, SkippedStepsAreNotCounted) {
+  const Tensor skip = to_gpu(Tensor::from_vector({1.0}, Shape{1}, DType::f32));
+  const Tensor no_skip = to_gpu(Tensor::from_vector({0.0}, Shape{1}, DType::f32));
+  Tensor applied = applied_count(0);
+  gpu_optim::count_applied_step(gpu(), applied, skip);
+  gpu_optim::count_applied_step(gpu(), applied, no_skip);
+  gpu_optim::count_applied_step(gpu(), applied, Tensor());
+  gpu_optim::count_applied_step(gpu(), applied, skip);
+  EXPECT_EQ(applied.item(gpu().stream()), 2.0);
 }
 
 TEST(GpuOptim, UnscaleAndCheck) {

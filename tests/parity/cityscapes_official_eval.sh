@@ -14,20 +14,11 @@ py=${3:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 tools=$(dirname "$work")/pytools-cityscapesscripts
 
-if ! PYTHONPATH=$tools "$py" -c "import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling" \
-    2>/dev/null; then
-  installed=0
-  for pip in "python3 -m pip" "$py -m pip"; do
-    if $pip install --quiet --disable-pip-version-check --no-deps --target "$tools" \
-        cityscapesscripts==2.3.0 pyquaternion==0.9.9 2>/dev/null; then
-      installed=1
-      break
-    fi
-  done
-  if [[ $installed == 0 ]]; then
-    echo "SKIPPED: cityscapesscripts could not be fetched from PyPI (no pip or no network)"
-    exit 77
-  fi
+if ! "$here/fetch_pytools.sh" "$tools" "$py" \
+    "import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling" \
+    cityscapesscripts==2.3.0 pyquaternion==0.9.9; then
+  echo "SKIPPED: cityscapesscripts could not be fetched from PyPI (no pip or no network)"
+  exit 77
 fi
 
 rm -rf "$work"

@@ -23,21 +23,11 @@ if [[ ! -e $data/t10k-images-idx3-ubyte.gz ]]; then
   echo "SKIPPED: $data is missing (apt-get install dataset-fashion-mnist)"
   exit 77
 fi
-reader="from tensorboard.backend.event_processing import event_accumulator"
-if ! PYTHONPATH=$tools "$py" -c "$reader" 2>/dev/null; then
-  installed=0
-  for pip in "python3 -m pip" "$py -m pip"; do
-    if $pip install --quiet --disable-pip-version-check --no-deps --target "$tools" \
-        tensorboard==2.18.0 protobuf==5.28.3 absl-py==2.1.0 2>/dev/null &&
-        PYTHONPATH=$tools "$py" -c "$reader" 2>/dev/null; then
-      installed=1
-      break
-    fi
-  done
-  if [[ $installed == 0 ]]; then
-    echo "SKIPPED: tensorboard could not be fetched from PyPI (no pip or no network)"
-    exit 77
-  fi
+if ! "$here/fetch_pytools.sh" "$tools" "$py" \
+    "from tensorboard.backend.event_processing import event_accumulator" \
+    tensorboard==2.18.0 protobuf==5.28.3 absl-py==2.1.0; then
+  echo "SKIPPED: tensorboard could not be fetched from PyPI (no pip or no network)"
+  exit 77
 fi
 
 rm -rf "$work"
