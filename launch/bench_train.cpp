@@ -112,7 +112,9 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
   bool measure_phases = false;
   auto step = [&] {
     run_train_step(ctx, graph, nodes, engine, scaler, inputs,
-                   {.lr = c.lr, .grad_clip_norm = c.grad_clip_norm},
+                   {.lr = c.lr,
+                    .grad_clip_norm = c.grad_clip_norm,
+                    .whole_batch_mean = c.loss_normalize == "global"},
                    measure_phases ? &phases : nullptr);
   };
   std::vector<double> forward_ms, backward_ms, update_ms;

@@ -1,5 +1,6 @@
 #include "launch/engine.hpp"
 
+#include "comm/data_parallel.hpp"
 #include "comm/zero_checkpoint.hpp"
 #include "core/optim/kernels.hpp"
 
@@ -13,7 +14,7 @@ TrainingEngine::TrainingEngine(core::nn::Graph& graph,
 TrainingEngine::TrainingEngine(core::nn::Graph& graph,
                                const core::optim::OptimizerConfig& optimizer,
                                comm::Communicator* grads, const comm::ZeroOptions& parallel)
-    : m_graph(graph) {
+    : m_graph(graph), m_grads(grads) {
   if (grads == nullptr) {
     m_optimizer = std::make_unique<core::optim::Optimizer>(graph, optimizer);
     return;
@@ -70,6 +71,16 @@ core::Tensor TrainingEngine::gradients() {
 
 double TrainingEngine::exposed_comm_seconds() {
   return m_zero ? m_zero->exposed_comm_seconds() : 0.0;
+}
+
+int TrainingEngine::world_size() const {
+  return m_grads != nullptr ? m_grads->size() : 1;
+}
+
+core::ops::StatsReducer* TrainingEngine::rank_sum() {
+  if (m_grads == nullptr) return nullptr;
+  if (!m_rank_sum) m_rank_sum = comm::make_stats_reducer(*m_grads);
+  return m_rank_sum.get();
 }
 
 void TrainingEngine::step(core::Context& ctx, double lr, const core::Tensor& skip) {

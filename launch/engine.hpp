@@ -14,6 +14,7 @@
 #include "comm/zero.hpp"
 #include "core/io/training_state.hpp"
 #include "core/nn/graph.hpp"
+#include "core/ops/ops.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "core/optim/optimizer.hpp"
 #include "launch/train_config.hpp"
@@ -48,6 +49,10 @@ class TrainingEngine {
   // Gradient communication backward did not hide (0 alone; see
   // DataParallel::exposed_comm_seconds).
   double exposed_comm_seconds();
+  // The ranks the gradients are averaged over (1 alone), and a sum over them of
+  // small device tensors (nullptr alone): the global loss normalisers.
+  int world_size() const;
+  core::ops::StatsReducer* rank_sum();
 
   void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
             const core::io::TrainingProgress& progress);
@@ -58,6 +63,8 @@ class TrainingEngine {
   core::nn::Graph& m_graph;
   std::unique_ptr<core::optim::Optimizer> m_optimizer;
   std::unique_ptr<comm::ZeroDataParallel> m_zero;
+  comm::Communicator* m_grads = nullptr;
+  std::unique_ptr<core::ops::StatsReducer> m_rank_sum;  // made on first use
 };
 
 }  // namespace cohort::launch

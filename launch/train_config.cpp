@@ -119,6 +119,7 @@ const std::vector<Field>& fields() {
       number("model", "freeze_backbone_steps", &TrainConfig::freeze_backbone_steps),
       flag("model", "depth_head", &TrainConfig::depth_head),
       text("model", "pretrained", &TrainConfig::pretrained),
+      text("loss", "normalize", &TrainConfig::loss_normalize),
       text("loss", "balancing", &TrainConfig::loss_balancing),
       numbers("loss", "weights", &TrainConfig::loss_weights),
       number("loss", "dwa_temperature", &TrainConfig::dwa_temperature),
@@ -204,8 +205,10 @@ void check_one_of(const std::string& value, std::initializer_list<const char*> a
 
 // The loss section: only a multi-task model has losses to balance, and every key
 // belongs to one method, so a key that would not be used is an error, not ignored.
+// loss.normalize applies to every model.
 void validate_loss(const TrainConfig& c) {
   const TrainConfig defaults;
+  check_one_of(c.loss_normalize, {"global", "per_rank"}, "loss.normalize");
   check_one_of(c.loss_balancing, {"uncertainty", "fixed", "dwa"}, "loss.balancing");
   auto check_unused = [&](bool is_default, const char* key, const char* needs) {
     COHORT_CHECK(is_default, fmt::format("config: {} is set but only used with {}", key, needs));

@@ -20,7 +20,12 @@
 //               backbone.* -- stays frozen for the first N steps, then trains),
 //               depth_head (deeplabv3plus on multitask shards: segmentation + depth,
 //               the two losses balanced per the loss section)
-//   loss:       multi-task only (model.depth_head; an error otherwise): balancing
+//   loss:       normalize (global, the default: losses averaged over valid elements
+//               -- pixels not ignored, valid depth -- average over the whole global
+//               batch, so the step is the same however it is split over ranks and
+//               micro-batches; per_rank: each micro-batch of each rank averages its
+//               own, as PyTorch's DistributedDataParallel does); multi-task only
+//               (model.depth_head; an error otherwise): balancing
 //               (uncertainty: learned weights, the default | fixed: sum of w_k L_k
 //               with weights | dwa: Dynamic Weight Average, weights set each epoch
 //               from how fast each task loss fell), weights (fixed: one per task
@@ -34,11 +39,10 @@
 //               (gradient accumulation: each rank's share of data.batch runs as this
 //               many micro-batches, their gradients summed before one optimizer step
 //               and one communication; activations of batch / (ranks x micro_batches)
-//               images. Like the split over ranks, not the whole batch's step exactly:
-//               losses averaged over valid pixels (ignore label, invalid depth) are
-//               averaged per micro-batch, then over the micro-batches; BatchNorm
-//               normalises each micro-batch and updates its running statistics once
-//               per micro-batch)
+//               images. The whole batch's step but for BatchNorm, which normalises
+//               each micro-batch and updates its running statistics once per
+//               micro-batch (and, with loss.normalize per_rank, for losses over valid
+//               pixels, then averaged per micro-batch))
 //   optimizer:  kind (sgd|adamw), lr, momentum, nesterov, weight_decay,
 //               grad_clip_norm (> 0: gradients scaled so that their global L2 norm over
 //               all ranks is at most this, after fp16 unscaling; 0 = off)
@@ -72,8 +76,9 @@ struct TrainConfig {
   std::string pretrained;
   int64_t freeze_backbone_steps = 0;
   bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced per loss.*
-  // loss (multi-task only)
-  std::string loss_balancing = "uncertainty";  // uncertainty | fixed | dwa
+  // loss
+  std::string loss_normalize = "global";       // global | per_rank (every model)
+  std::string loss_balancing = "uncertainty";  // multi-task: uncertainty | fixed | dwa
   std::vector<double> loss_weights;            // fixed: one per task loss (empty: all 1)
   double dwa_temperature = 2.0;                // dwa: T
   // data
@@ -109,7 +114,7 @@ struct TrainConfig {
   int keep_last = 2;   // checkpoint-<step>.h5 files kept (checkpoint.h5 links the newest)
   // log
   int64_t log_every = 50;
-  int64_t eval_every = 0;  // evaluate every N steps too (0: only at the end)
+  int64_t eval_every = 0;   // evaluate every N steps too (0: only at the end)
   bool tensorboard = true;  // events.out.tfevents.* in out_dir beside metrics.jsonl
 };
 

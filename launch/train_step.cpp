@@ -2,11 +2,77 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
+#include "core/nn/layers.hpp"
 #include "core/ops/ops.hpp"
 
 namespace cohort::launch {
 
 using core::Tensor;
+
+namespace {
+
+// Whole-batch means (StepSettings::whole_batch_mean): each part's mean is
+// weighted by its share of the whole batch's normaliser,
+//   share = N * K * local / total,
+// total summed over the K micro-batches and the N ranks on the device. The
+// backward seed's 1/K and the ranks' gradient average take N * K back out, so
+// the step's gradient is that of the mean over the whole batch.
+class WholeBatchMeans {
+ public:
+  WholeBatchMeans(core::Context& ctx, core::nn::Graph& graph,
+                  const std::vector<core::nn::NodeId>& losses, TrainingEngine& engine,
+                  const std::vector<StepInputs>& parts) {
+    const int k_total = static_cast<int>(parts.size());
+    const double parts_total = static_cast<double>(k_total) * engine.world_size();
+    for (const core::nn::NodeId node : losses) {
+      auto* loss = dynamic_cast<core::nn::ValidMeanLoss*>(graph.layer(node));
+      if (loss == nullptr) continue;
+      // The target (and mask) must be graph inputs: known before the forward.
+      const std::vector<core::nn::NodeId>& in = graph.node_inputs(node);
+      auto input = [&](size_t i, size_t k) -> Tensor {
+        if (i >= in.size()) return {};
+        COHORT_CHECK(graph.layer(in[i]) == nullptr,
+                     fmt::format("train: loss '{}' averages over its valid elements, so its "
+                                 "input {} must be a graph input to weigh micro-batches and ranks "
+                                 "(or set loss.normalize: per_rank)",
+                                 graph.node_name(node), i));
+        return parts[k].at(graph.node_name(in[i]));
+      };
+      std::vector<Tensor> local;
+      Tensor total;
+      for (int k = 0; k < k_total; ++k) {
+        local.push_back(loss->normaliser(ctx, input(1, static_cast<size_t>(k)),
+                                         input(2, static_cast<size_t>(k))));
+        total = total.defined() ? core::ops::add(ctx, total, local.back())
+                                : local.back().clone(ctx.stream());
+      }
+      if (core::ops::StatsReducer* ranks = engine.rank_sum()) ranks->all_reduce_sum(ctx, total);
+      std::vector<Tensor> shares;
+      for (const Tensor& l : local)
+        shares.push_back(core::ops::normaliser_share(ctx, l, total, parts_total));
+      m_losses.push_back({loss, std::move(shares)});
+    }
+  }
+  ~WholeBatchMeans() {
+    for (auto& [loss, shares] : m_losses)
+      loss->set_share({});
+  }
+  WholeBatchMeans(const WholeBatchMeans&) = delete;
+  WholeBatchMeans& operator=(const WholeBatchMeans&) = delete;
+
+  // Micro-batch k's shares for its forward and backward.
+  void select(int k) {
+    for (auto& [loss, shares] : m_losses)
+      loss->set_share(shares.at(static_cast<size_t>(k)));
+  }
+
+ private:
+  std::vector<std::pair<core::nn::ValidMeanLoss*, std::vector<Tensor>>> m_losses;
+};
+
+}  // namespace
 
 std::vector<StepInputs> step_inputs(core::Context& ctx, const data::Batch& batch,
                                     const ModelNodes& nodes, core::DType compute,
@@ -57,8 +123,12 @@ StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const Mode
   };
   if (k_total > 1) phases = nullptr;
   core::StreamHandle stream = ctx.stream();
+  std::optional<WholeBatchMeans> whole;
+  if (settings.whole_batch_mean && (k_total > 1 || engine.world_size() > 1))
+    whole.emplace(ctx, graph, wanted, engine, micro_batches);
   for (int k = 0; k < k_total; ++k) {
     const bool accumulate = k > 0, last = k == k_total - 1;
+    if (whole) whole->select(k);
     if (phases) phases->forward.begin(stream);
     graph.forward(ctx, micro_batches[static_cast<size_t>(k)], {.training = true}, wanted);
     if (phases) {

@@ -32,10 +32,19 @@ std::vector<StepInputs> step_inputs(core::Context& ctx, const data::Batch& batch
 struct StepSettings {
   double lr = 0;
   double grad_clip_norm = 0;  // > 0: clip the global gradient norm to this
+  // Losses over valid elements (cross entropy with an ignore label, masked
+  // regression) average over the whole global batch, every micro-batch of
+  // every rank, not over each micro-batch alone: the step is then the same
+  // however the batch is split (loss.normalize: global). Costs one all-reduce
+  // of a few floats per step with ranks; nothing with one rank and one
+  // micro-batch.
+  bool whole_batch_mean = true;
 };
 
 // The step's losses as device scalars (f32 [1]), means over its micro-batches;
-// seg and depth only for multi-task models. Read them only when logging.
+// seg and depth only for multi-task models. Read them only when logging. With
+// whole-batch means over ranks, a rank's value is its part of the global mean
+// times the rank count (their average over the ranks is the global mean).
 struct StepLosses {
   core::Tensor loss, seg, depth;
 };

@@ -256,7 +256,9 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     const StepLosses losses =
         run_train_step(ctx, graph, nodes, engine, scaler,
                        step_inputs(ctx, *batch, nodes, compute, c.micro_batches),
-                       {.lr = lr, .grad_clip_norm = c.grad_clip_norm});
+                       {.lr = lr,
+                        .grad_clip_norm = c.grad_clip_norm,
+                        .whole_batch_mean = c.loss_normalize == "global"});
     timer.add_exposed_comm(engine.exposed_comm_seconds());
     timer.end_step();
     ++result.steps;

@@ -132,6 +132,7 @@ class Graph {
   const std::string& node_name(NodeId id) const { return m_nodes.at(id).name; }
   // The node's layer; nullptr for graph inputs.
   Layer* layer(NodeId id) { return m_nodes.at(id).layer.get(); }
+  const std::vector<NodeId>& node_inputs(NodeId id) const { return m_nodes.at(id).inputs; }
   int num_nodes() const { return static_cast<int>(m_nodes.size()); }
   // Per node: whether backward computes anything there, i.e. the node has a
   // trainable parameter or an input that depends on one (backward skips the

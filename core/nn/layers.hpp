@@ -188,32 +188,57 @@ class Dropout : public Layer {
   double m_p;
 };
 
+// Losses that average over valid elements (cross entropy over the labels that
+// are not ignored, masked regression). Alone they return that mean. To make a
+// step over several parts of a batch (micro-batches, ranks) equal to the step
+// over the whole batch, the trainer sets a share per part
+// (ops::normaliser_share of the part's normaliser and the total): the loss
+// becomes mean * share in forward and backward, so that the parts' losses add
+// up to the whole batch's mean.
+class ValidMeanLoss : public Layer {
+ public:
+  bool is_loss() const override { return true; }
+  // This loss's normaliser (ops::cross_entropy_normaliser / ops::valid_count)
+  // for the part whose target (labels, or the regression target) and optional
+  // mask are given; f32 [1] on ctx's device.
+  virtual Tensor normaliser(Context& ctx, const Tensor& target, const Tensor& mask) = 0;
+  // f32 [1] on the device, or undefined for the plain mean.
+  void set_share(Tensor share) { m_share = std::move(share); }
+
+ protected:
+  Tensor shared(Context& ctx, const Tensor& value) const;
+
+ private:
+  Tensor m_share;
+};
+
 // inputs {logits [..., C], labels [...]} -> scalar mean cross entropy.
-class CrossEntropyLoss : public Layer {
+class CrossEntropyLoss : public ValidMeanLoss {
  public:
   explicit CrossEntropyLoss(int ignore_index = 255, Tensor class_weights = {})
       : m_ignore(ignore_index), m_weights(std::move(class_weights)) {}
   std::string kind() const override { return "CrossEntropyLoss"; }
   int num_inputs() const override { return 2; }
-  bool is_loss() const override { return true; }
   Tensor forward(Context&, const std::vector<Tensor>&, Saved&, const ForwardArgs&) override;
   std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
+  Tensor normaliser(Context& ctx, const Tensor& labels, const Tensor& mask) override;
 
  private:
+  void weights_to(Context& ctx);
   int m_ignore;
   Tensor m_weights;
 };
 
 // inputs {pred, target} or {pred, target, mask} -> scalar masked mean L1 / smooth-L1.
-class RegressionLossLayer : public Layer {
+class RegressionLossLayer : public ValidMeanLoss {
  public:
   RegressionLossLayer(ops::RegressionLoss kind, bool masked, double beta = 1.0)
       : m_kind(kind), m_masked(masked), m_beta(beta) {}
   std::string kind() const override { return "RegressionLoss"; }
   int num_inputs() const override { return m_masked ? 3 : 2; }
-  bool is_loss() const override { return true; }
   Tensor forward(Context&, const std::vector<Tensor>&, Saved&, const ForwardArgs&) override;
   std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
+  Tensor normaliser(Context& ctx, const Tensor& target, const Tensor& mask) override;
 
  private:
   ops::RegressionLoss m_kind;

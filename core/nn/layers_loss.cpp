@@ -5,36 +5,57 @@
 
 namespace cohort::core::nn {
 
-Tensor CrossEntropyLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
-                                 const ForwardArgs&) {
+Tensor ValidMeanLoss::shared(Context& ctx, const Tensor& value) const {
+  if (!m_share.defined()) return value;
+  // The share is f32; losses in double (gradient checks) take it in double.
+  const Tensor share =
+      m_share.dtype() == value.dtype() ? m_share : ops::cast(ctx, m_share, value.dtype());
+  return ops::mul(ctx, value, share);
+}
+
+void CrossEntropyLoss::weights_to(Context& ctx) {
   if (m_weights.defined() && m_weights.device() != ctx.device())
     m_weights = m_weights.to(ctx.device(), ctx.stream());
+}
+
+Tensor CrossEntropyLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
+                                 const ForwardArgs&) {
+  weights_to(ctx);
   saved.tensors = {in[0], in[1]};
-  return ops::softmax_cross_entropy(ctx, in[0], in[1], m_weights, m_ignore);
+  return shared(ctx, ops::softmax_cross_entropy(ctx, in[0], in[1], m_weights, m_ignore));
 }
 
 std::vector<Tensor> CrossEntropyLoss::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                                const BackwardArgs&) {
-  return {ops::softmax_cross_entropy_backward(ctx, dy, saved.tensors.at(0), saved.tensors.at(1),
-                                              m_weights, m_ignore),
+  return {ops::softmax_cross_entropy_backward(ctx, shared(ctx, dy), saved.tensors.at(0),
+                                              saved.tensors.at(1), m_weights, m_ignore),
           Tensor()};
+}
+
+Tensor CrossEntropyLoss::normaliser(Context& ctx, const Tensor& labels, const Tensor&) {
+  weights_to(ctx);
+  return ops::cross_entropy_normaliser(ctx, labels, m_weights, m_ignore);
 }
 
 Tensor RegressionLossLayer::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                                     const ForwardArgs&) {
   const Tensor mask = m_masked ? in[2] : Tensor();
   saved.tensors = {in[0], in[1], mask};
-  return ops::regression_loss(ctx, m_kind, in[0], in[1], mask, m_beta);
+  return shared(ctx, ops::regression_loss(ctx, m_kind, in[0], in[1], mask, m_beta));
 }
 
 std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                                   const BackwardArgs&) {
   std::vector<Tensor> out{
-      ops::regression_loss_backward(ctx, m_kind, dy, saved.tensors.at(0), saved.tensors.at(1),
-                                    saved.tensors.at(2), m_beta),
+      ops::regression_loss_backward(ctx, m_kind, shared(ctx, dy), saved.tensors.at(0),
+                                    saved.tensors.at(1), saved.tensors.at(2), m_beta),
       Tensor()};
   if (m_masked) out.emplace_back();
   return out;
+}
+
+Tensor RegressionLossLayer::normaliser(Context& ctx, const Tensor& target, const Tensor& mask) {
+  return ops::valid_count(ctx, m_masked ? mask : Tensor(), target.numel());
 }
 
 Tensor MeanLoss::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,

@@ -106,4 +106,42 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
                        regression_loss_backward(ctx, kind, dloss, pred, target, mask, beta));
 }
 
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index) {
+  const char* op = "cross_entropy_normaliser";
+  check_defined(op, "labels", labels);
+  COHORT_CHECK(
+      labels.dtype() == DType::u8 || labels.dtype() == DType::i32 || labels.dtype() == DType::i64,
+      fmt::format("{}: labels must be u8, i32 or i64, got {}", op, labels.str()));
+  if (class_weights.defined())
+    COHORT_CHECK(class_weights.dtype() == DType::f32 && class_weights.rank() == 1,
+                 fmt::format("{}: class_weights must be f32 [C], got {}", op, class_weights.str()));
+  check_device(op, ctx, {&labels, &class_weights});
+  COHORT_RUN_ON_DEVICE(op, ctx, cross_entropy_normaliser(ctx, labels, class_weights, ignore_index));
+}
+
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel) {
+  const char* op = "valid_count";
+  COHORT_CHECK(numel >= 0, fmt::format("{}: numel {} is negative", op, numel));
+  if (mask.defined()) {
+    COHORT_CHECK(
+        mask.numel() == numel && (mask.dtype() == DType::u8 || mask.dtype() == DType::f32),
+        fmt::format("{}: mask must be u8 or f32 with {} elements, got {}", op, numel, mask.str()));
+    check_device(op, ctx, {&mask});
+  }
+  COHORT_RUN_ON_DEVICE(op, ctx, valid_count(ctx, mask, numel));
+}
+
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor) {
+  const char* op = "normaliser_share";
+  for (const Tensor* t : {&local, &total})
+    COHORT_CHECK(t->defined() && t->dtype() == DType::f32 && t->numel() == 1,
+                 fmt::format("{}: local and total must be f32 [1], got {} and {}", op,
+                             local.defined() ? local.str() : "undefined",
+                             total.defined() ? total.str() : "undefined"));
+  COHORT_CHECK(std::isfinite(factor), fmt::format("{}: factor must be finite, got {}", op, factor));
+  check_device(op, ctx, {&local, &total});
+  COHORT_RUN_ON_DEVICE(op, ctx, normaliser_share(ctx, local, total, factor));
+}
+
 }  // namespace cohort::core::ops

@@ -180,6 +180,20 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta = 1.0);
 
+// The denominators of those means, as f32 [1] on the device, for averaging over
+// a larger batch than one call sees (micro-batches, ranks): softmax cross
+// entropy's is the total class weight of the non-ignored labels (their count
+// without class weights; with them a label outside [0, C) raises an error on the
+// CPU and gives NaN on CUDA); the regression losses' is the number of valid
+// elements of `mask` (`numel` without a mask).
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index = 255);
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel);
+// What one part's mean counts for in the mean over all parts: f32 [1]
+//   share = factor * local / total   (0 when total is 0; NaN stays NaN)
+// local, total: f32 [1] normalisers (the part's, and the sum over all parts).
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor);
+
 // ---- multi-task loss balancing --------------------------------------------------
 // Learned homoscedastic-uncertainty weighting (Kendall, Gal and Cipolla, CVPR 2018):
 //   total = sum_i 0.5 * exp(-s_i) * L_i + 0.5 * s_i,  s = log_vars (one per task,

@@ -1,12 +1,15 @@
 // Losses on the CPU: softmax cross-entropy (class weights, ignored pixels, label
 // dtypes, stability, bad labels) and L1 / smooth-L1 with masks, with double
-// gradient checks of the logits and predictions.
+// gradient checks of the logits and predictions; the normalisers of their means
+// and a part's share of a larger batch's mean (whole-batch means), and the loss
+// layers weighted by such a share.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "core/context.hpp"
+#include "core/nn/layers.hpp"
 #include "core/ops/ops.hpp"
 #include "tests/support/gradcheck.hpp"
 #include "tests/support/tensor_helpers.hpp"
@@ -267,6 +270,78 @@ TEST(RegressionLoss, ErrorsNameOpAndShapes) {
         ops::regression_loss(ctx, ops::RegressionLoss::smooth_l1, pred, pred, Tensor(), -1.0);
       },
       {"beta"});
+}
+
+// The denominators of the means above: the total class weight of the counted
+// labels, and the number of valid elements.
+TEST(LossNormaliser, CrossEntropyAndRegressionDenominators) {
+  Context ctx;
+  const Tensor labels = Tensor::from_vector({2, 255, 0, 2}, Shape{2, 2}, DType::u8);
+  const Tensor weights = Tensor::from_vector({0.5, 1, 2}, Shape{3});
+  const Tensor counted = ops::cross_entropy_normaliser(ctx, labels, Tensor());
+  EXPECT_EQ(counted.dtype(), DType::f32);
+  EXPECT_EQ(counted.item(), 3.0);
+  EXPECT_EQ(ops::cross_entropy_normaliser(ctx, labels, weights).item(), 4.5);
+  EXPECT_EQ(ops::cross_entropy_normaliser(ctx, labels, Tensor(), 2).item(), 2.0)
+      << "ignore_index 2: the 255 and the 0 count";
+  expect_error(
+      [&] {
+        ops::cross_entropy_normaliser(ctx, Tensor::from_vector({1, 7}, Shape{2}, DType::i32),
+                                      weights);
+      },
+      {"cross_entropy_normaliser", "label 7", "flat position 1"});
+  const Tensor mask = Tensor::from_vector({1, 0, 0.5, 0, 1}, Shape{5}, DType::f32);
+  EXPECT_EQ(ops::valid_count(ctx, mask, 5).item(), 3.0);
+  EXPECT_EQ(ops::valid_count(ctx, Tensor(), 7).item(), 7.0);
+  expect_error([&] { ops::valid_count(ctx, mask, 4); }, {"valid_count", "4 elements"});
+}
+
+TEST(LossNormaliser, ShareOfTheWholeMean) {
+  Context ctx;
+  auto f32 = [](double v) { return Tensor::from_vector({v}, Shape{1}, DType::f32); };
+  EXPECT_FLOAT_EQ(ops::normaliser_share(ctx, f32(3), f32(12), 4).item(), 1.0f);
+  EXPECT_FLOAT_EQ(ops::normaliser_share(ctx, f32(1), f32(12), 4).item(), 1.0f / 3);
+  EXPECT_EQ(ops::normaliser_share(ctx, f32(0), f32(0), 4).item(), 0.0) << "nothing counted";
+  EXPECT_TRUE(std::isnan(ops::normaliser_share(ctx, f32(NAN), f32(3), 4).item()));
+  EXPECT_TRUE(std::isnan(ops::normaliser_share(ctx, f32(1), f32(NAN), 4).item()));
+}
+
+// Parts' means weighted by their shares add up to the mean over all parts: the
+// cross-entropy layer's forward, and its backward (the same share scales the
+// gradient), for two parts with different numbers of counted labels.
+TEST(LossNormaliser, SharedLayerMeansAddUpToTheWholeMean) {
+  Context ctx;
+  const Tensor logits = random_tensor(Shape{6, 3}, 11, -2.0, 2.0, DType::f32);
+  const Tensor labels = Tensor::from_vector({2, 255, 255, 0, 1, 1}, Shape{6}, DType::i32);
+  nn::CrossEntropyLoss whole_layer, part_layer;
+  nn::Saved saved;
+  const double whole = whole_layer.forward(ctx, {logits, labels}, saved, {}).item();
+  const Tensor dwhole = whole_layer.backward(ctx, one(1.0, DType::f32), saved, {}).at(0);
+  const Tensor total = ops::cross_entropy_normaliser(ctx, labels, Tensor());
+  double sum = 0;
+  std::vector<double> dsum;
+  for (int64_t begin : {0, 3}) {
+    const Tensor x = logits.slice(begin, begin + 3), y = labels.slice(begin, begin + 3);
+    // One part's mean counts for share = 2 * local / total of the mean over 2 parts.
+    part_layer.set_share(
+        ops::normaliser_share(ctx, part_layer.normaliser(ctx, y, Tensor()), total, 2.0));
+    nn::Saved s;
+    sum += part_layer.forward(ctx, {x, y}, s, {}).item() / 2;
+    const std::vector<double> d =
+        part_layer.backward(ctx, one(0.5, DType::f32), s, {}).at(0).to_vector();
+    dsum.insert(dsum.end(), d.begin(), d.end());
+  }
+  EXPECT_NEAR(sum, whole, 1e-6);
+  const std::vector<double> expected = dwhole.to_vector();
+  ASSERT_EQ(dsum.size(), expected.size());
+  for (size_t i = 0; i < dsum.size(); ++i)
+    EXPECT_NEAR(dsum[i], expected[i], 1e-6) << "element " << i;
+  // Without a share the part is its own mean again.
+  part_layer.set_share({});
+  nn::Saved s;
+  const Tensor x = logits.slice(0, 3), y = labels.slice(0, 3);
+  EXPECT_EQ(part_layer.forward(ctx, {x, y}, s, {}).item(),
+            ops::softmax_cross_entropy(ctx, x, y, Tensor()).item());
 }
 
 }  // namespace

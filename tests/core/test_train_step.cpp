@@ -1,9 +1,10 @@
 // The trainer's step (launch/train_step): gradient accumulation over
-// micro-batches takes the same step as the whole batch, the reported loss is the
-// mean over the micro-batches, and gradient clipping scales the gradient to the
-// maximum norm (and leaves it alone below it). A BatchNorm-free network and a loss
-// over every sample (no ignore label), so that splitting the batch changes nothing
-// but the order of sums (losses over valid pixels and BatchNorm do change: see
+// micro-batches takes the same step as the whole batch, also when labels are
+// ignored unevenly across the micro-batches (whole-batch means; per micro-batch
+// means, loss.normalize per_rank, differ), the reported loss is the mean over the
+// micro-batches, and gradient clipping scales the gradient to the maximum norm
+// (and leaves it alone below it). A BatchNorm-free network, so that splitting the
+// batch changes nothing but the order of sums (BatchNorm does change: see
 // data.micro_batches in launch/train_config.hpp).
 #include <gtest/gtest.h>
 
@@ -41,7 +42,8 @@ struct Mlp {
   }
 };
 
-data::Batch batch_of(int64_t rows, uint64_t seed) {
+// Labels of `ignored` rows are the ignore label 255.
+data::Batch batch_of(int64_t rows, uint64_t seed, const std::vector<int>& ignored = {}) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> x(0.0, 1.0);
   std::uniform_int_distribution<int> cls(0, 3);
@@ -52,6 +54,8 @@ data::Batch batch_of(int64_t rows, uint64_t seed) {
     v = x(rng);
   for (double& v : ids)
     v = cls(rng);
+  for (int r : ignored)
+    ids.at(static_cast<size_t>(r)) = 255;
   b.image = Tensor::from_vector(image, Shape{rows, 6});
   b.class_id = Tensor::from_vector(ids, Shape{rows}, DType::i32);
   return b;
@@ -67,18 +71,21 @@ TrainConfig sgd_config(double momentum, double weight_decay) {
 
 // Runs `steps` steps of batches of 8 as `micro` micro-batches; the parameters
 // after them and the last step's loss.
+// With `ignored` rows (see batch_of) and whole-batch means or not.
 std::pair<std::vector<double>, double> train(int micro, int steps, double clip = 0,
-                                             double momentum = 0.9, double decay = 5e-4) {
+                                             double momentum = 0.9, double decay = 5e-4,
+                                             const std::vector<int>& ignored = {},
+                                             bool whole_batch_mean = true) {
   Mlp m;
   core::Context ctx(core::Device::cpu());
   TrainingEngine engine(m.graph, sgd_config(momentum, decay), nullptr);
   core::optim::LossScaler scaler(core::optim::LossScalerConfig{}, core::Device::cpu());
   double loss = 0;
   for (int s = 0; s < steps; ++s) {
-    const data::Batch b = batch_of(8, 100 + static_cast<uint64_t>(s));
-    const StepLosses l = run_train_step(ctx, m.graph, m.nodes, engine, scaler,
-                                        step_inputs(ctx, b, m.nodes, DType::f32, micro),
-                                        {.lr = 0.1, .grad_clip_norm = clip});
+    const data::Batch b = batch_of(8, 100 + static_cast<uint64_t>(s), ignored);
+    const StepLosses l = run_train_step(
+        ctx, m.graph, m.nodes, engine, scaler, step_inputs(ctx, b, m.nodes, DType::f32, micro),
+        {.lr = 0.1, .grad_clip_norm = clip, .whole_batch_mean = whole_batch_mean});
     loss = l.loss.item();
   }
   return {m.graph.flat_params().to_vector(), loss};
@@ -101,6 +108,28 @@ TEST(TrainStep, MicroBatchesTakeTheSameStepAsTheWholeBatch) {
   }
   // And the comparison can fail: two steps are not three.
   EXPECT_GT(max_abs_difference(whole, train(1, 2).first), 1e-4);
+}
+
+// Rows 0-2 and 5 ignored: with 2 micro-batches one holds 1 counted row, the other
+// 3; with 4, one holds none. The mean over each micro-batch alone weighs those
+// rows differently from the whole batch's mean; whole-batch means do not.
+TEST(TrainStep, MicroBatchesWithIgnoredLabelsTakeTheWholeBatchStep) {
+  const std::vector<int> ignored = {0, 1, 2, 5};
+  const auto [whole, whole_loss] = train(1, 3, 0, 0.9, 5e-4, ignored);
+  for (int micro : {2, 4}) {
+    const auto [split, split_loss] = train(micro, 3, 0, 0.9, 5e-4, ignored);
+    EXPECT_LT(max_abs_difference(whole, split), 2e-6) << micro << " micro-batches";
+    EXPECT_NEAR(split_loss, whole_loss, 2e-6) << micro << " micro-batches";
+    const auto per_part = train(micro, 3, 0, 0.9, 5e-4, ignored, false).first;
+    EXPECT_GT(max_abs_difference(whole, per_part), 1e-4)
+        << micro << " micro-batches averaged alone differ from the whole batch";
+  }
+  // A micro-batch (and a whole batch) with nothing counted: no step, no NaN.
+  const std::vector<int> all = {0, 1, 2, 3, 4, 5, 6, 7};
+  Mlp start;
+  const auto [none, none_loss] = train(2, 1, 0, 0.9, 0, all);
+  EXPECT_EQ(none, start.graph.flat_params().to_vector());
+  EXPECT_EQ(none_loss, 0.0);
 }
 
 TEST(TrainStep, TheStepLossIsTheMeanOverItsMicroBatches) {

@@ -174,9 +174,10 @@ void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
                                        args_gpu, c.training, dgamma_gpu, dbeta_gpu, accumulate);
     // A backward after a cuDNN forward runs on cuDNN too (a decline would fall
     // back silently and leave the cuDNN backward untested).
-    if (saved_gpu.path != BatchNormPath::kernels)
+    if (saved_gpu.path != BatchNormPath::kernels) {
       EXPECT_EQ(cudnn_bn_backward_count() - backward_before, 1)
           << "the backward of a cuDNN forward did not run on cuDNN";
+    }
     // bf16/f16: y (and so the relu mask) was rounded on the GPU; compare dx loosely.
     expect_near("backward dx", g_gpu.dx, g_cpu.dx, tol_for(dtype, kConvF32));
     const Tol param_tol = dtype == DType::f32 ? kParamGrad : kLowPrecision;
@@ -236,10 +237,11 @@ TEST(GpuBatchNorm, TrainingRunsOnCudnnWhereItCan) {
     core::ops::batch_norm_backward(gpu(), dy, x, y, pg.gamma, saved, args, true, dgamma, dbeta,
                                    false);
     gpu().synchronize();
-    if (saved.path != BatchNormPath::kernels)
+    if (saved.path != BatchNormPath::kernels) {
       EXPECT_EQ(cudnn_bn_backward_count() - before, 1)
           << name_of(cfg.dtype) << (cfg.relu ? " relu" : "") << (cfg.residual ? " residual" : "")
           << ": backward fell back to the own kernels";
+    }
   }
 }
 

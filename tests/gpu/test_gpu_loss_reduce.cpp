@@ -1,7 +1,8 @@
 // Losses and reductions on CUDA against the CPU ops: softmax cross entropy with
 // ignored pixels, class weights and every label dtype, the all-ignored and
 // invalid-label cases, masked L1/smooth-L1, sum/mean and their backward, argmax
-// with ties, and a large reduction against a host sum.
+// with ties, and a large reduction against a host sum; the loss normalisers and
+// shares of whole-batch means.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -251,6 +252,37 @@ TEST(GpuReduce, ArgmaxMatchesCpuIncludingTies) {
   const std::vector<double> idx = values(core::ops::argmax_channels(gpu(), to_gpu(t)));
   EXPECT_EQ(idx[0], 1.0);
   EXPECT_EQ(idx[1], 0.0);
+}
+
+// The denominators of the losses' means and a part's share, as the trainer uses
+// them for whole-batch means (counts are exact in f32 up to 2^24).
+TEST(GpuLossNormaliser, MatchesCpu) {
+  const Shape shape{4, 33, 65};
+  for (DType dtype : {DType::u8, DType::i32, DType::i64}) {
+    SCOPED_TRACE(name_of(dtype));
+    const Tensor labels = labels_cpu(shape, 19, 255, 5, dtype, 71);
+    const Tensor weights = random_cpu(Shape{19}, 72, 0.1, 2.0).cast_cpu(DType::f32);
+    expect_equal("cross entropy count",
+                 core::ops::cross_entropy_normaliser(gpu(), to_gpu(labels), Tensor()),
+                 core::ops::cross_entropy_normaliser(cpu(), labels, Tensor()));
+    expect_near("cross entropy total weight",
+                core::ops::cross_entropy_normaliser(gpu(), to_gpu(labels), to_gpu(weights)),
+                core::ops::cross_entropy_normaliser(cpu(), labels, weights), kTightF32);
+  }
+  const Tensor mask = labels_cpu(Shape{3, 40, 50}, 2, 0, 0, DType::u8, 73);
+  expect_equal("valid count (u8 mask)", core::ops::valid_count(gpu(), to_gpu(mask), mask.numel()),
+               core::ops::valid_count(cpu(), mask, mask.numel()));
+  const Tensor fmask = mask.cast_cpu(DType::f32);
+  expect_equal("valid count (f32 mask)",
+               core::ops::valid_count(gpu(), to_gpu(fmask), fmask.numel()),
+               core::ops::valid_count(cpu(), fmask, fmask.numel()));
+  expect_equal("valid count (no mask)", core::ops::valid_count(gpu(), Tensor(), 12345),
+               core::ops::valid_count(cpu(), Tensor(), 12345));
+  auto f32 = [](double v) { return Tensor::from_vector({v}, Shape{1}, DType::f32); };
+  for (const auto& [local, total] : std::vector<std::pair<double, double>>{{3, 12}, {0, 0}, {5, 7}})
+    expect_near(fmt::format("share {} of {}", local, total),
+                core::ops::normaliser_share(gpu(), to_gpu(f32(local)), to_gpu(f32(total)), 8),
+                core::ops::normaliser_share(cpu(), f32(local), f32(total), 8), kTightF32);
 }
 
 }  // namespace

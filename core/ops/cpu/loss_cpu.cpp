@@ -215,4 +215,40 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
   });
 }
 
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index) {
+  const char* op = "cross_entropy_normaliser";
+  const int64_t classes = class_weights.defined() ? class_weights.numel() : 0;
+  const double total = dispatch_label(op, labels, [&](auto ltag) {
+    using L = decltype(ltag);
+    const L* y = labels.data<L>();
+    double sum = 0;
+    for (int64_t r = 0; r < labels.numel(); ++r) {
+      const int64_t label = static_cast<int64_t>(y[r]);
+      if (label == ignore_index) continue;
+      if (!class_weights.defined()) {
+        sum += 1;
+        continue;
+      }
+      COHORT_CHECK(label >= 0 && label < classes,
+                   fmt::format("{}: label {} at flat position {} is outside [0, {}) and is not "
+                               "ignore_index {} (labels {})",
+                               op, label, r, classes, ignore_index, labels.str()));
+      sum += class_weights.data<float>()[label];
+    }
+    return sum;
+  });
+  return scalar(ctx, total, DType::f32);
+}
+
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel) {
+  return scalar(ctx, static_cast<double>(MaskView{mask}.count(numel)), DType::f32);
+}
+
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor) {
+  const double l = local.data<float>()[0], t = total.data<float>()[0];
+  const double share = std::isnan(l) || std::isnan(t) ? NAN : (t == 0 ? 0.0 : factor * l / t);
+  return scalar(ctx, share, DType::f32);
+}
+
 }  // namespace cohort::core::ops::cpu

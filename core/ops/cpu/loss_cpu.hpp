@@ -18,5 +18,9 @@ Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, co
 Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta);
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index);
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel);
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor);
 
 }  // namespace cohort::core::ops::cpu

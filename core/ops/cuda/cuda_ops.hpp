@@ -66,6 +66,10 @@ Tensor regression_loss(Context& ctx, RegressionLoss kind, const Tensor& pred, co
 Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor& dloss,
                                 const Tensor& pred, const Tensor& target, const Tensor& mask,
                                 double beta);
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index);
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel);
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor);
 Tensor uncertainty_weighted_sum(Context& ctx, const std::vector<Tensor>& losses,
                                 const Tensor& log_vars);
 std::vector<Tensor> uncertainty_weighted_sum_backward(Context& ctx, const Tensor& dtotal,

@@ -3,6 +3,7 @@
 // block partials, then one block divides. Backward first recomputes the
 // normaliser (total weight or valid count) on the device, then writes gradients.
 // Nothing here reads a value back to the host.
+#include <limits>
 #include <string>
 
 #include "core/ops/cuda/cuda_ops.hpp"
@@ -217,6 +218,19 @@ __global__ void count_valid_kernel(const M* __restrict__ mask, int64_t n, double
   store_block_pair(count, 0.0, partial);
 }
 
+// The block partials' first sums as one f32 total (a normaliser; NaN stays NaN).
+__global__ void normaliser_total_kernel(const double* partial, int blocks, float* out) {
+  double total, unused;
+  sum_block_pairs(partial, blocks, total, unused);
+  if (threadIdx.x == 0) out[0] = static_cast<float>(total);
+}
+
+__global__ void normaliser_share_kernel(const float* local, const float* total, double factor,
+                                        float* out) {
+  const double l = local[0], t = total[0];
+  out[0] = isnan(l) || isnan(t) ? NAN : (t == 0 ? 0.f : static_cast<float>(factor * l / t));
+}
+
 template <typename T, typename M>
 __global__ void regression_backward_kernel(const T* __restrict__ pred, const T* __restrict__ target,
                                            const M* __restrict__ mask, int64_t n, int kind,
@@ -398,6 +412,67 @@ Tensor regression_loss_backward(Context& ctx, RegressionLoss kind, const Tensor&
     });
   });
   return dpred;
+}
+
+namespace {
+
+// A normaliser of n items: `partials(blocks, partial)` launches the per-block
+// sums, one more kernel adds them into an f32 [1].
+template <typename F>
+Tensor normaliser_of(Context& ctx, int64_t n, F&& partials) {
+  const unsigned blocks = reduction_blocks(n);
+  Tensor partial = new_tensor(ctx, Shape{2 * static_cast<int64_t>(blocks)}, DType::f64);
+  partials(blocks, partial.data<double>());
+  Tensor out = new_tensor(ctx, Shape{1}, DType::f32);
+  normaliser_total_kernel<<<1, kThreads, 0, ctx.stream()>>>(partial.data<double>(), blocks,
+                                                            out.data<float>());
+  COHORT_CUDA_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+
+Tensor cross_entropy_normaliser(Context& ctx, const Tensor& labels, const Tensor& class_weights,
+                                int ignore_index) {
+  const char* op = "cross_entropy_normaliser";
+  require_on_device(op, "labels", ctx, labels);
+  if (class_weights.defined()) require_on_device(op, "class_weights", ctx, class_weights);
+  const int64_t rows = labels.numel();
+  // Without class weights every label but ignore_index counts (none is out of range).
+  const int64_t classes =
+      class_weights.defined() ? class_weights.numel() : std::numeric_limits<int64_t>::max();
+  const float* w = class_weights.defined() ? class_weights.data<float>() : nullptr;
+  return normaliser_of(ctx, rows, [&](unsigned blocks, double* partial) {
+    dispatch_labels(op, labels, [&](auto ltag) {
+      using L = typename decltype(ltag)::type;
+      ce_weight_kernel<<<blocks, kThreads, 0, ctx.stream()>>>(
+          static_cast<const L*>(labels.raw()), w, rows, classes, ignore_index, partial);
+      COHORT_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
+Tensor valid_count(Context& ctx, const Tensor& mask, int64_t numel) {
+  const char* op = "valid_count";
+  if (mask.defined()) require_on_device(op, "mask", ctx, mask);
+  return normaliser_of(ctx, numel, [&](unsigned blocks, double* partial) {
+    dispatch_mask(op, mask, [&](auto mtag) {
+      using M = typename decltype(mtag)::type;
+      count_valid_kernel<<<blocks, kThreads, 0, ctx.stream()>>>(mask_ptr<M>(mask), numel, partial);
+      COHORT_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
+Tensor normaliser_share(Context& ctx, const Tensor& local, const Tensor& total, double factor) {
+  const char* op = "normaliser_share";
+  require_on_device(op, "local", ctx, local);
+  require_on_device(op, "total", ctx, total);
+  Tensor out = new_tensor(ctx, Shape{1}, DType::f32);
+  normaliser_share_kernel<<<1, 1, 0, ctx.stream()>>>(local.data<float>(), total.data<float>(),
+                                                     factor, out.data<float>());
+  COHORT_CUDA_LAUNCH_CHECK();
+  return out;
 }
 
 }  // namespace cohort::core::ops::cuda
