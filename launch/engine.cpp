@@ -77,6 +77,10 @@ int TrainingEngine::world_size() const {
   return m_grads != nullptr ? m_grads->size() : 1;
 }
 
+core::Tensor TrainingEngine::full_parameters(core::Context& ctx) {
+  return m_zero ? m_zero->gather_parameters(ctx) : m_graph.flat_params();
+}
+
 core::ops::StatsReducer* TrainingEngine::rank_sum() {
   if (m_grads == nullptr) return nullptr;
   if (!m_rank_sum) m_rank_sum = comm::make_stats_reducer(*m_grads);

@@ -52,6 +52,8 @@ class TrainingEngine {
   // The ranks the gradients are averaged over (1 alone), and a sum over them of
   // small device tensors (nullptr alone): the global loss normalisers.
   int world_size() const;
+  // Every parameter, flat (ZeRO-3 gathers them: collective there).
+  core::Tensor full_parameters(core::Context& ctx);
   core::ops::StatsReducer* rank_sum();
 
   void save(const std::string& path, const core::optim::LossScaler* scaler, core::Context& ctx,
