@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "comm/data_parallel.hpp"
 #include "comm/step_timer.hpp"
 #include "core/io/training_state.hpp"
+#include "core/memory_stats.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/loss_balancing.hpp"
 #include "core/ops/ops.hpp"
@@ -76,6 +78,14 @@ void set_backbone_trainable(core::nn::Graph& graph, const TrainConfig& c, bool t
   }
   graph.set_trainable("", trainable);
   graph.set_trainable("fc.", true);
+}
+
+// "2h05m", "4m10s", "42s": the remaining time of a run at its current pace.
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(std::llround(std::max(seconds, 0.0)));
+  if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
 }
 
 }  // namespace
@@ -280,12 +290,22 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
         record.push_back({"seg_loss", {seg}, {}});
         record.push_back({"depth_loss", {depth}, {}});
       }
+      // Tensor memory at its peak since the last record (the pool's counters on
+      // a GPU): what decides whether a larger batch would fit.
+      const double peak_gib =
+          static_cast<double>(core::memory_stats(device).peak_in_use) / (1 << 30);
+      core::reset_peak_memory(device);
       record.push_back({"lr", {lr}, {}});
       record.push_back({"samples_per_s", {rate}, {}});
+      record.push_back({"memory_peak_gib", {peak_gib}, {}});
       if (talk) {
-        fmt::print("step {:>6}/{} epoch {} loss {:.4f}{} lr {:.5f} {:.1f} samples/s\n",
-                   result.steps, sc.total_steps, batch->epoch + 1, result.final_loss, tasks_text,
-                   lr, rate);
+        const double eta =
+            rate > 0 ? static_cast<double>((sc.total_steps - result.steps) * c.batch) / rate : 0;
+        fmt::print(
+            "step {:>6}/{} epoch {} loss {:.4f}{} lr {:.5f} {:.1f} samples/s, eta {}, peak "
+            "memory {:.2f} GiB\n",
+            result.steps, sc.total_steps, batch->epoch + 1, result.final_loss, tasks_text, lr, rate,
+            duration_text(eta), peak_gib);
         metrics.write(result.steps, record);
       }
       window_start = Clock::now();
