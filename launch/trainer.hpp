@@ -22,9 +22,11 @@
 //     all-reduce on the host, never a device sync), checkpoint together and
 //     return; nothing is lost and nothing hangs.
 //   - Metrics: rank 0 appends JSON lines to out_dir/metrics.jsonl (train: step,
-//     epoch, loss, lr, samples/s; multi-task: seg_loss, depth_loss, and with DWA
-//     the next epoch's loss_weights; eval: accuracy, mIoU, depth errors) and
-//     prints a progress line.
+//     epoch, loss, lr, samples/s, peak tensor memory since the last record;
+//     multi-task: seg_loss, depth_loss, and with DWA the next epoch's
+//     loss_weights; eval: accuracy, mIoU, depth errors), writes the same as
+//     TensorBoard scalars (launch/run_log) and prints a progress line with the
+//     time left at the current pace.
 #include <cstdint>
 #include <string>
 
