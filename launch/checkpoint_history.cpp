@@ -4,11 +4,16 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.hpp"
+#include "core/io/atomic_file.hpp"
 #include "core/io/checkpoint.hpp"
 
 namespace cohort::launch {
@@ -129,6 +134,47 @@ void publish_checkpoint(const std::string& out_dir, const std::string& path, int
       std::fprintf(stderr, "cohort train: warning: cannot remove the old checkpoint %s: %s\n",
                    p.c_str(), ec.message().c_str());
   }
+}
+
+std::string best_checkpoint_path(const std::string& out_dir) {
+  return (fs::path(out_dir) / "checkpoint-best.h5").string();
+}
+
+namespace {
+std::string best_json_path(const std::string& out_dir) {
+  return (fs::path(out_dir) / "best.json").string();
+}
+}  // namespace
+
+BestEvaluation read_best_evaluation(const std::string& out_dir, const std::string& metric) {
+  const std::string path = best_json_path(out_dir);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return {};
+  try {
+    std::ifstream in(path);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    if (j.at("metric").get<std::string>() != metric) return {};
+    return {true, j.at("step").get<int64_t>(), j.at("value").get<double>()};
+  } catch (const std::exception& e) {
+    COHORT_FAIL(
+        fmt::format("train: cannot read {} (written by checkpoint.keep_best): {}; move "
+                    "it away to start the best-checkpoint record afresh",
+                    path, e.what()));
+  }
+}
+
+void write_best_evaluation(const std::string& out_dir, const std::string& metric, int64_t step,
+                           double value) {
+  const std::string text =
+      nlohmann::json{{"metric", metric}, {"value", value}, {"step", step}}.dump() + "\n";
+  core::io::write_file_atomically(best_json_path(out_dir), text.data(), text.size());
+}
+
+bool improves(const std::string& metric, double value, const BestEvaluation& best) {
+  if (std::isnan(value)) return false;
+  if (!best.found) return true;
+  const bool lower_is_better = metric.starts_with("eval_depth");
+  return lower_is_better ? value < best.value : value > best.value;
 }
 
 }  // namespace cohort::launch

@@ -43,4 +43,25 @@ void check_fresh_start(const std::string& out_dir);
 // Failures are reported as warnings: the checkpoint itself is complete.
 void publish_checkpoint(const std::string& out_dir, const std::string& path, int keep_last);
 
+// checkpoint.keep_best: out_dir/checkpoint-best.h5 holds the training state at
+// the best evaluation so far by one metric, and out_dir/best.json says which:
+//   {"metric": "eval_miou", "value": 0.4132, "step": 1200}
+// Both are written atomically, the checkpoint first. Neither is a checkpoint-<step>
+// file: pruning and resuming never touch them.
+std::string best_checkpoint_path(const std::string& out_dir);
+
+struct BestEvaluation {
+  bool found = false;
+  int64_t step = -1;
+  double value = 0;
+};
+// What best.json holds for `metric` (not found: no file, or another metric's).
+// Throws, naming the file, when it cannot be read as written.
+BestEvaluation read_best_evaluation(const std::string& out_dir, const std::string& metric);
+void write_best_evaluation(const std::string& out_dir, const std::string& metric, int64_t step,
+                           double value);
+// Whether `value` of `metric` beats `best`: higher accuracy and mIoU, lower depth
+// errors; a NaN never does.
+bool improves(const std::string& metric, double value, const BestEvaluation& best);
+
 }  // namespace cohort::launch

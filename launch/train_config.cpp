@@ -154,6 +154,7 @@ const std::vector<Field>& fields() {
       number("checkpoint", "every_steps", &TrainConfig::checkpoint_every),
       flag("checkpoint", "resume", &TrainConfig::resume),
       number("checkpoint", "keep_last", &TrainConfig::keep_last),
+      text("checkpoint", "keep_best", &TrainConfig::keep_best),
       number("log", "every_steps", &TrainConfig::log_every),
       number("log", "eval_every_steps", &TrainConfig::eval_every),
       flag("log", "tensorboard", &TrainConfig::tensorboard),
@@ -241,6 +242,26 @@ void validate_loss(const TrainConfig& c) {
   COHORT_CHECK(any, "config: loss.weights are all 0: nothing would train");
 }
 
+// checkpoint.keep_best: a metric the model's evaluation reports, and an eval set.
+void validate_keep_best(const TrainConfig& c) {
+  if (c.keep_best.empty()) return;
+  check_one_of(c.keep_best,
+               {"eval_accuracy", "eval_pixel_accuracy", "eval_miou", "eval_depth_abs_rel",
+                "eval_depth_rmse"},
+               "checkpoint.keep_best");
+  const bool dense = c.model == "deeplabv3plus";
+  const bool reported = c.keep_best == "eval_accuracy"          ? !dense
+                        : c.keep_best.starts_with("eval_depth") ? c.depth_head
+                                                                : dense;
+  COHORT_CHECK(reported,
+               fmt::format("config: checkpoint.keep_best {} is not a metric that "
+                           "model.kind {}{} reports",
+                           c.keep_best, c.model, c.depth_head ? " with a depth head" : ""));
+  COHORT_CHECK(!c.eval_shards.empty(),
+               fmt::format("config: checkpoint.keep_best {} needs an evaluation set (data.eval)",
+                           c.keep_best));
+}
+
 void validate(const TrainConfig& c) {
   check_one_of(c.dtype, {"f32", "bf16", "f16"}, "run.dtype");
   check_one_of(c.model, {"small_cnn", "resnet", "deeplabv3plus"}, "model.kind");
@@ -261,6 +282,7 @@ void validate(const TrainConfig& c) {
                "config: model.freeze_backbone_steps needs a model with a backbone (resnet or "
                "deeplabv3plus), not small_cnn");
   check_one_of(c.eval_crop, {"full", "center"}, "data.eval_crop");
+  validate_keep_best(c);
   COHORT_CHECK(c.image_size >= 0,
                fmt::format("config: data.image_size must be >= 0, got {}", c.image_size));
   COHORT_CHECK(c.output_stride == 8 || c.output_stride == 16,

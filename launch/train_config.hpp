@@ -53,7 +53,11 @@
 //               gathers in flight ahead of the running layer; 0 = the next layer)
 //   checkpoint: every_steps (0: only at the end and on a stop signal), resume,
 //               keep_last (checkpoint-<step>.h5 files kept; checkpoint.h5 links
-//               the newest; a damaged newest one is set aside on resume)
+//               the newest; a damaged newest one is set aside on resume),
+//               keep_best (an evaluation metric -- eval_accuracy, eval_pixel_accuracy,
+//               eval_miou, eval_depth_abs_rel, eval_depth_rmse -- that the model
+//               reports: checkpoint-best.h5 then holds the training state at its best
+//               evaluation so far, best.json says which; needs data.eval; empty: off)
 //   log:        every_steps, eval_every_steps (0: evaluate at the end only)
 #include <cstdint>
 #include <string>
@@ -110,8 +114,9 @@ struct TrainConfig {
   double prefetch_mib = 0;
   // checkpoint
   int64_t checkpoint_every = 0;
-  bool resume = true;  // continue from the newest good checkpoint in out_dir
-  int keep_last = 2;   // checkpoint-<step>.h5 files kept (checkpoint.h5 links the newest)
+  bool resume = true;     // continue from the newest good checkpoint in out_dir
+  int keep_last = 2;      // checkpoint-<step>.h5 files kept (checkpoint.h5 links the newest)
+  std::string keep_best;  // an eval metric: checkpoint-best.h5 at its best (empty: off)
   // log
   int64_t log_every = 50;
   int64_t eval_every = 0;   // evaluate every N steps too (0: only at the end)

@@ -199,15 +199,38 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                resume ? fmt::format(", resuming at step {}", progress.step) : "");
   RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : -1);
 
-  auto save = [&]() {
+  // The whole training state at this step boundary into `path` (atomic).
+  auto save_to = [&](const std::string& path) {
     const data::SamplerPosition pos = loader.position();
     progress.step = result.steps;
     progress.epoch = pos.epoch;
     progress.sample_in_epoch = pos.samples_done;
-    const std::string path = checkpoint_path(c.out_dir, result.steps);
     engine.save(path, &scaler, ctx, progress);
+  };
+  auto save = [&]() {
+    const std::string path = checkpoint_path(c.out_dir, result.steps);
+    save_to(path);
     if (rank == 0) publish_checkpoint(c.out_dir, path, c.keep_last);
     result.checkpoint = path;
+  };
+  // checkpoint.keep_best: rank 0 keeps the record (best.json, continued on
+  // resume) and decides; every rank takes part in the save.
+  BestEvaluation best;
+  if (talk && !c.keep_best.empty() && resume) best = read_best_evaluation(c.out_dir, c.keep_best);
+  auto keep_if_best = [&](const EvalResult& r) {
+    if (c.keep_best.empty()) return;
+    const double value = c.keep_best == "eval_miou"            ? r.miou
+                         : c.keep_best == "eval_depth_abs_rel" ? r.depth_abs_rel
+                         : c.keep_best == "eval_depth_rmse"    ? r.depth_rmse
+                                                               : r.accuracy;
+    const bool better = talk && improves(c.keep_best, value, best);
+    if (sum_over_ranks(ranks, better ? 1 : 0) == 0) return;
+    save_to(best_checkpoint_path(c.out_dir));
+    if (!talk) return;
+    write_best_evaluation(c.out_dir, c.keep_best, result.steps, value);
+    best = {true, result.steps, value};
+    fmt::print("step {}: best {} so far ({:.4f}): {}\n", result.steps, c.keep_best, value,
+               best_checkpoint_path(c.out_dir));
   };
 
   // Evaluation over the whole eval set (each sample once across ranks); with
@@ -220,6 +243,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     result.eval_miou = r.miou;
     result.eval_depth_abs_rel = r.depth_abs_rel;
     result.eval_depth_rmse = r.depth_rmse;
+    keep_if_best(r);
     if (!talk) return;
     std::vector<std::string> names;
     // The set outlives the loop (a range-for over a temporary's member dangles).

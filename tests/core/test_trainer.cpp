@@ -10,12 +10,14 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "core/io/checkpoint.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/loss_balancing.hpp"
 #include "data/convert.hpp"
+#include "launch/checkpoint_history.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -621,6 +623,88 @@ TEST(TrainerMultiTask, DwaWeightsFollowTheEpochMeansAndResumeBitwise) {
   EXPECT_EQ(resumed.steps, 12);
   EXPECT_EQ(resumed.steps_this_run, 5);
   expect_same_training_state(straight.checkpoint, resumed.checkpoint);
+}
+
+// checkpoint.keep_best: checkpoint-best.h5 holds the state at the best mIoU of
+// the evaluations (after every step here), best.json says which step and value,
+// pruning (keep_last 1) leaves both alone, and a run stopped and resumed keeps
+// the same record as one that never stopped (best.json is continued, not
+// restarted: a better record from before the stop is never replaced). Metrics the model does not
+// report, or no eval set, are errors.
+TEST(TrainerSegmentation, KeepsTheCheckpointOfTheBestEvaluation) {
+  cohort::testing::TempDir dir("cohort-best");
+  convert_scenes(dir, "segmentation");
+  auto config = [&](const std::string& run) {
+    TrainConfig c = deeplab_config(dir, run);
+    c.max_steps = 4;
+    c.epochs = 2;  // 3 steps an epoch
+    c.eval_every = 1;
+    c.lr = 0.05;
+    c.keep_last = 1;
+    c.keep_best = "eval_miou";
+    return c;
+  };
+  const TrainResult straight = run_training(config("straight"), core::Device::cpu());
+  // The best of the logged evaluations (a tie keeps the earlier step).
+  std::ifstream metrics(dir.file("straight") + "/metrics.jsonl");
+  int64_t best_step = -1;
+  double best_miou = -1;
+  int evals = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    if (line.find("eval_miou") == std::string::npos) continue;
+    ++evals;
+    const double miou = json_value(line, "eval_miou");
+    if (miou > best_miou) {
+      best_miou = miou;
+      best_step = static_cast<int64_t>(json_value(line, "step"));
+    }
+  }
+  ASSERT_EQ(evals, 4) << "after steps 1, 2, 3 and at the end";
+  const std::string best_path = dir.file("straight") + "/checkpoint-best.h5";
+  ASSERT_TRUE(std::filesystem::exists(best_path));
+  EXPECT_EQ(core::io::read_checkpoint(best_path).integers.at("step"), best_step);
+  const BestEvaluation record = read_best_evaluation(dir.file("straight"), "eval_miou");
+  ASSERT_TRUE(record.found);
+  EXPECT_EQ(record.step, best_step);
+  EXPECT_NEAR(record.value, best_miou, 1e-5 * best_miou + 1e-9);
+  EXPECT_FALSE(read_best_evaluation(dir.file("straight"), "eval_pixel_accuracy").found)
+      << "a record of another metric is no record";
+  EXPECT_TRUE(std::filesystem::exists(straight.checkpoint)) << "keep_last 1 kept the newest";
+
+  TrainConfig sliced = config("sliced");
+  sliced.stop_after_steps = 2;
+  EXPECT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+  run_training(sliced, core::Device::cpu());
+  const BestEvaluation resumed = read_best_evaluation(dir.file("sliced"), "eval_miou");
+  EXPECT_EQ(resumed.step, record.step);
+  EXPECT_EQ(resumed.value, record.value);
+  expect_same_training_state(best_path, dir.file("sliced") + "/checkpoint-best.h5");
+  // The record is continued: one better than anything this run reaches (as if
+  // from before the stop) is never replaced.
+  TrainConfig recorded = config("recorded");
+  recorded.stop_after_steps = 2;
+  EXPECT_TRUE(run_training(recorded, core::Device::cpu()).stopped);
+  write_best_evaluation(recorded.out_dir, "eval_miou", 1, 0.99);
+  run_training(recorded, core::Device::cpu());
+  const BestEvaluation kept = read_best_evaluation(recorded.out_dir, "eval_miou");
+  EXPECT_EQ(kept.step, 1);
+  EXPECT_EQ(kept.value, 0.99);
+  EXPECT_EQ(core::io::read_checkpoint(recorded.out_dir + "/checkpoint-best.h5").integers.at("step"),
+            2)
+      << "written before the stop, not after";
+
+  for (const auto& [keep, eval, expected] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"eval_accuracy", "val", "not a metric that model.kind deeplabv3plus reports"},
+           {"eval_depth_rmse", "val", "not a metric that"},
+           {"eval_miou", "", "needs an evaluation set (data.eval)"},
+           {"miou", "val", "checkpoint.keep_best"}}) {
+    const std::string message = error_of([&, &keep = keep, &eval = eval] {
+      load_train_config("", {"model.kind=deeplabv3plus", "data.train=t", "data.eval=" + eval,
+                             "checkpoint.keep_best=" + keep});
+    });
+    EXPECT_NE(message.find(expected), std::string::npos) << keep << ": " << message;
+  }
 }
 
 }  // namespace
