@@ -197,6 +197,10 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     fmt::print("cohort train: {} ranks, {} -> {}, {} steps of global batch {} ({} per epoch){}\n",
                world, c.train_shards, c.out_dir, sc.total_steps, c.batch, loader.steps_per_epoch(),
                resume ? fmt::format(", resuming at step {}", progress.step) : "");
+  if (talk)
+    fmt::print("model: {} ({:.2f} M parameters), {} compute on {}, ZeRO stage {}\n", c.model,
+               static_cast<double>(graph.num_parameters()) / 1e6, c.dtype, device.str(),
+               c.zero_stage);
   RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : -1);
 
   // The whole training state at this step boundary into `path` (atomic).
