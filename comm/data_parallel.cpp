@@ -100,6 +100,8 @@ void DataParallel::launch(Bucket& b) {
 }
 
 double DataParallel::exposed_comm_seconds() {
+  // One measurement per call, oldest first: a caller reading once per step gets
+  // every step's value even while the device runs a few steps behind.
   if (m_exposed)
     if (const std::optional<double> s = m_exposed->seconds()) m_exposed_seconds = *s;
   return m_exposed_seconds;
@@ -110,9 +112,10 @@ void DataParallel::finish_backward(core::Context& ctx) {
   // before the last) has nothing to wait for and must not overwrite the step's
   // measurement with an empty interval.
   if (!m_armed) return;
-  // The previous step's interval first (read before its events are reused).
+  // Not read here: the interval keeps earlier steps' measurements until
+  // exposed_comm_seconds reads them (reading here too would consume one that the
+  // caller never sees).
   if (!m_exposed) m_exposed = std::make_unique<core::StreamInterval>(ctx.device());
-  (void)exposed_comm_seconds();
   m_exposed->begin(ctx.stream());
   m_armed = false;
   // Every launched bucket is finished before an unready one is reported, so no

@@ -65,8 +65,11 @@ class DataParallel {
   const std::vector<Bucket>& buckets() const { return m_buckets; }
   // Communication that backward did not hide: from the end of backward's compute
   // to the end of the last gradient reduction, as the device ran it (a CUDA
-  // stream: timing events, read without synchronising, so it can be a step old;
-  // the CPU: the host's wait). The latest finish_backward measured; 0 before.
+  // stream: timing events, read without synchronising, so it can be a few steps
+  // old; the CPU: the host's wait). Each call takes the oldest finish_backward
+  // measurement not yet returned that the device has completed (up to
+  // StreamInterval::kSlots wait), so calling it once per step returns every
+  // step's value once; with none new it repeats the last value; 0 before any.
   double exposed_comm_seconds();
   // Elements all-reduced since construction (tests: frozen parameters cost nothing).
   int64_t communicated_elements() const { return m_communicated; }

@@ -213,6 +213,7 @@ void ZeroDataParallel::prepare_backward(Context& ctx, bool accumulate, bool last
   }
   m_accumulate = accumulate;
   m_armed = true;
+  m_exposed_last = last;
   // Stage 3's backward prefetch predicts only layers backward will run (a frozen
   // backbone below the trainable layers is skipped, hooks included).
   if (m_options.stage == 3) m_runs_backward = m_graph.nodes_needing_grad();
@@ -351,9 +352,15 @@ void ZeroDataParallel::finish_backward(Context& ctx) {
     m_dp->finish_backward(ctx);
     return;
   }
-  // Measured as DataParallel does (data_parallel.hpp, exposed_comm_seconds).
+  // Measured as DataParallel does (data_parallel.hpp, exposed_comm_seconds), for
+  // the step's last micro-batch only: one measurement per step, so a caller
+  // reading once per step keeps up with the interval's queue. A call with
+  // nothing armed waits for nothing and measures nothing.
+  if (!m_armed || !m_exposed_last) {
+    finish_reductions(ctx);
+    return;
+  }
   if (!m_exposed) m_exposed = std::make_unique<core::StreamInterval>(ctx.device());
-  (void)exposed_comm_seconds();
   m_exposed->begin(ctx.stream());
   finish_reductions(ctx);
   m_exposed->end(ctx.stream());

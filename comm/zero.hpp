@@ -201,10 +201,11 @@ class ZeroDataParallel {
   void prepare_backward(core::Context& ctx, bool accumulate = false, bool last = true);
   // Waits for the gradient reductions (device backends: orders ctx's stream).
   void finish_backward(core::Context& ctx);
-  // Communication backward did not hide, from the latest finish_backward (see
-  // DataParallel::exposed_comm_seconds: device time, maybe a step old). With
-  // micro-batches at stages 2/3 every micro-batch reduces, and this is the last
-  // one's wait only (a lower bound on the step's exposure).
+  // Communication backward did not hide, one finish_backward measurement per
+  // call, oldest unread first (see DataParallel::exposed_comm_seconds: device
+  // time, maybe a few steps old). With micro-batches at stages 2/3 every
+  // micro-batch reduces, and only the last one's wait (prepare_backward's `last`)
+  // is measured (a lower bound on the step's exposure).
   double exposed_comm_seconds();
   // Scales the gradients so that their global L2 norm is at most max_norm;
   // returns the norm before clipping (f32 [1] on the device, not read back).
@@ -329,6 +330,7 @@ class ZeroDataParallel {
   int64_t m_gathered_bytes = 0, m_peak_gathered_bytes = 0;  // prefetch included
   double m_exposed_seconds = 0;
   std::unique_ptr<core::StreamInterval> m_exposed;
+  bool m_exposed_last = true;  // the armed backward is the step's last micro-batch
 };
 
 // Memory per rank of `build_model`'s graph (built on the CPU here) for each stage

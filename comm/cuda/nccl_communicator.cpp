@@ -5,13 +5,18 @@
 // Work::wait_stream (another stream) and the watchdog's probe use.
 // The raw ncclComm_t is shared with the watchdog probe (ncclCommGetAsyncError)
 // and the abort hook (ncclCommAbort) behind a mutex, so destroying the
-// communicator cannot race either of them.
+// communicator cannot race either of them. Enqueues (start) use it outside the
+// mutex and are counted instead; the abort hook waits (bounded) for them, see
+// SharedComm.
 #include "comm/cuda/nccl_communicator.hpp"
 
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 #include <nccl.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 
@@ -52,10 +57,75 @@ class Event {
   cudaEvent_t m_event = nullptr;
 };
 
+// The communicator and the enqueues using it right now.
+//
+// start() cannot hold the mutex across its NCCL call: NCCL connects lazily,
+// inside the first collective that needs a connection, and that call can block
+// on a peer that never comes; the "starting" watch (Communicator::issue) then
+// aborts the job, and the abort hook must be able to take the mutex and call
+// ncclCommAbort, which is what unblocks the call. But copying the pointer under
+// the mutex and calling NCCL after releasing it lets the hook free the
+// communicator in between (a use after free on the main thread). So start()
+// counts itself in `enqueues` under the mutex (refusing once `aborting` is set),
+// and the hook sets `aborting`, then waits for the count to drain before
+// ncclCommAbort: an enqueue that is merely running (usually microseconds) is not
+// cut off, while one that is stuck (exactly what the abort must break) is
+// aborted after kAbortDrainWait anyway; it may then still touch the freed
+// communicator, but the process ends within abort_job's bound regardless. The wait fits in
+// abort_job's 5 s bound on all hooks (comm/abort.cpp) with room for ncclCommAbort itself and a
+// second communicator's hook.
 struct SharedComm {
   std::mutex mutex;
-  ncclComm_t comm = nullptr;  // null once destroyed or aborted
+  std::condition_variable drained;  // `enqueues` reached 0
+  ncclComm_t comm = nullptr;        // null once destroyed or aborted
+  int enqueues = 0;                 // start() calls between acquire and release
+  bool aborting = false;            // the abort hook has begun: no new enqueue
 };
+
+constexpr auto kAbortDrainWait = std::chrono::seconds(1);
+
+// Counts one enqueue for its lifetime, holding the communicator for it.
+class EnqueueGuard {
+ public:
+  EnqueueGuard(SharedComm& shared, const CollectiveInfo& info) : m_shared(shared) {
+    std::lock_guard lock(shared.mutex);
+    if (shared.aborting || shared.comm == nullptr)
+      COHORT_FAIL(fmt::format("nccl backend: cannot start {}: the communicator was {}", info.str(),
+                              shared.aborting ? "aborted" : "destroyed"));
+    m_comm = shared.comm;
+    ++shared.enqueues;
+  }
+  ~EnqueueGuard() {
+    std::lock_guard lock(m_shared.mutex);
+    if (--m_shared.enqueues == 0) m_shared.drained.notify_all();
+  }
+  EnqueueGuard(const EnqueueGuard&) = delete;
+  EnqueueGuard& operator=(const EnqueueGuard&) = delete;
+  ncclComm_t comm() const { return m_comm; }
+
+ private:
+  SharedComm& m_shared;
+  ncclComm_t m_comm = nullptr;
+};
+
+// The abort hook: no new enqueue, the running ones drained (bounded), then abort.
+void abort_shared(SharedComm& shared) {
+  ncclComm_t comm = nullptr;
+  {
+    std::unique_lock lock(shared.mutex);
+    shared.aborting = true;
+    if (!shared.drained.wait_for(lock, kAbortDrainWait, [&] { return shared.enqueues == 0; }))
+      std::fprintf(stderr,
+                   "cohort: %d NCCL enqueue(s) still running after %lld s; aborting the "
+                   "communicator under them\n",
+                   shared.enqueues, static_cast<long long>(kAbortDrainWait.count()));
+    // Taken under the mutex: no probe (async_error) is inside NCCL with it, and
+    // none can get it afterwards.
+    comm = shared.comm;
+    shared.comm = nullptr;
+  }
+  if (comm) ncclCommAbort(comm);
+}
 
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
@@ -184,11 +254,7 @@ class NcclCommunicator final : public Communicator {
       COHORT_NCCL_CHECK(status);
       m_shared->comm = comm;
     }
-    m_abort_hook = add_abort_hook([shared = m_shared] {
-      std::lock_guard lock(shared->mutex);
-      if (shared->comm) ncclCommAbort(shared->comm);
-      shared->comm = nullptr;
-    });
+    m_abort_hook = add_abort_hook([shared = m_shared] { abort_shared(*shared); });
     COHORT_CUDA_CHECK(cudaStreamCreateWithFlags(&m_stream, cudaStreamNonBlocking));
     m_barrier_scratch = Tensor::zeros(core::Shape{1}, DType::i32, device, m_stream);
   }
@@ -219,12 +285,9 @@ class NcclCommunicator final : public Communicator {
  protected:
   std::unique_ptr<PendingCollective> start(const Call& call) override {
     DeviceGuard guard(device().index);
-    ncclComm_t comm = nullptr;
-    {
-      std::lock_guard lock(m_shared->mutex);
-      comm = m_shared->comm;
-    }
-    COHORT_CHECK(comm != nullptr, "nccl backend: the communicator was aborted");
+    // Held until the NCCL call below has returned (see SharedComm).
+    const EnqueueGuard enqueue(*m_shared, call.info);
+    const ncclComm_t comm = enqueue.comm();
     {
       Event ready;
       COHORT_CUDA_CHECK(cudaEventRecord(ready.get(), call.stream));

@@ -1,8 +1,10 @@
 // StreamInterval on the CPU: nothing before the first end, then the host time
-// between begin and end; a new begin hides the old value until its end.
+// between begin and end, returned once; a begin without end restarts, an end
+// without begin does nothing.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "core/stream_interval.hpp"
@@ -17,13 +19,34 @@ TEST(StreamInterval, CpuMeasuresBeginToEnd) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_FALSE(interval.seconds().has_value()) << "begun, not ended";
   interval.end(nullptr);
-  ASSERT_TRUE(interval.seconds().has_value());
-  EXPECT_GE(*interval.seconds(), 0.019);
-  EXPECT_LT(*interval.seconds(), 5.0);
+  const std::optional<double> s = interval.seconds();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_GE(*s, 0.019);
+  EXPECT_LT(*s, 5.0);
+  EXPECT_FALSE(interval.seconds().has_value()) << "a measurement is read once";
   interval.begin(nullptr);
-  EXPECT_FALSE(interval.seconds().has_value()) << "a new interval replaces the old";
+  EXPECT_FALSE(interval.seconds().has_value()) << "the new interval has not ended";
   interval.end(nullptr);
-  EXPECT_LT(*interval.seconds(), 0.019);
+  const std::optional<double> next = interval.seconds();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_LT(*next, 0.019);
+  EXPECT_EQ(interval.dropped(), 0);
+}
+
+TEST(StreamInterval, CpuBeginWithoutEndRestartsAndEndWithoutBeginIsIgnored) {
+  StreamInterval interval(Device::cpu());
+  interval.end(nullptr);
+  EXPECT_FALSE(interval.seconds().has_value()) << "an end without a begin measures nothing";
+  interval.begin(nullptr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  interval.begin(nullptr);  // the first begin is abandoned (as after an exception)
+  interval.end(nullptr);
+  interval.end(nullptr);  // a second end has no begin
+  const std::optional<double> s = interval.seconds();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_LT(*s, 0.029) << "measured from the second begin";
+  EXPECT_FALSE(interval.seconds().has_value()) << "one interval, one measurement";
+  EXPECT_EQ(interval.dropped(), 0);
 }
 
 }  // namespace
