@@ -100,11 +100,15 @@ void check_fresh_start(const std::string& out_dir) {
   const std::vector<std::string> existing = core::io::list_checkpoints(out_dir, kStem);
   std::error_code ec;
   const bool older = fs::exists(fs::symlink_status(checkpoint_link(out_dir), ec));
-  COHORT_CHECK(existing.empty() && !older,
+  const bool best = fs::exists(best_checkpoint_path(out_dir), ec);
+  const std::string named = !existing.empty() ? existing[0]
+                            : older           ? checkpoint_link(out_dir)
+                                              : best_checkpoint_path(out_dir);
+  COHORT_CHECK(existing.empty() && !older && !best,
                fmt::format("train: {} already holds checkpoints ({}); starting afresh "
-                           "(checkpoint.resume=false) would train over them and prune them away. "
-                           "Choose another run.out_dir, or move them away",
-                           out_dir, existing.empty() ? checkpoint_link(out_dir) : existing[0]));
+                           "(checkpoint.resume=false) would train over them and prune or replace "
+                           "them. Choose another run.out_dir, or move them away",
+                           out_dir, named));
 }
 
 std::string resume_path(const std::string& out_dir, const ResumePoint& point) {
@@ -154,6 +158,12 @@ BestEvaluation read_best_evaluation(const std::string& out_dir, const std::strin
     std::ifstream in(path);
     const nlohmann::json j = nlohmann::json::parse(in);
     if (j.at("metric").get<std::string>() != metric) return {};
+    if (j.value("pending", false))
+      std::fprintf(stderr,
+                   "cohort train: warning: %s was being replaced when the run ended; %s holds "
+                   "the evaluation of step %lld or an earlier best\n",
+                   best_checkpoint_path(out_dir).c_str(), path.c_str(),
+                   static_cast<long long>(j.at("step").get<int64_t>()));
     return {true, j.at("step").get<int64_t>(), j.at("value").get<double>()};
   } catch (const std::exception& e) {
     COHORT_FAIL(
@@ -164,9 +174,10 @@ BestEvaluation read_best_evaluation(const std::string& out_dir, const std::strin
 }
 
 void write_best_evaluation(const std::string& out_dir, const std::string& metric, int64_t step,
-                           double value) {
-  const std::string text =
-      nlohmann::json{{"metric", metric}, {"value", value}, {"step", step}}.dump() + "\n";
+                           double value, bool pending) {
+  nlohmann::json j{{"metric", metric}, {"value", value}, {"step", step}};
+  if (pending) j["pending"] = true;
+  const std::string text = j.dump() + "\n";
   core::io::write_file_atomically(best_json_path(out_dir), text.data(), text.size());
 }
 

@@ -46,8 +46,14 @@ void publish_checkpoint(const std::string& out_dir, const std::string& path, int
 // checkpoint.keep_best: out_dir/checkpoint-best.h5 holds the training state at
 // the best evaluation so far by one metric, and out_dir/best.json says which:
 //   {"metric": "eval_miou", "value": 0.4132, "step": 1200}
-// Both are written atomically, the checkpoint first. Neither is a checkpoint-<step>
-// file: pruning and resuming never touch them.
+// Each is written atomically: the new record marked "pending" first, then the
+// checkpoint, then the record without the mark. A run that ends in between
+// leaves a record at least as good as the checkpoint, so a later, worse
+// evaluation never replaces a better checkpoint. Neither file is a
+// checkpoint-<step> file: pruning and resuming never touch them; a fresh start
+// (checkpoint.resume=false) refuses a directory holding checkpoint-best.h5. A
+// record from steps a resumed run repeats is kept: it names a real state with
+// its real evaluation.
 std::string best_checkpoint_path(const std::string& out_dir);
 
 struct BestEvaluation {
@@ -59,7 +65,7 @@ struct BestEvaluation {
 // Throws, naming the file, when it cannot be read as written.
 BestEvaluation read_best_evaluation(const std::string& out_dir, const std::string& metric);
 void write_best_evaluation(const std::string& out_dir, const std::string& metric, int64_t step,
-                           double value);
+                           double value, bool pending = false);
 // Whether `value` of `metric` beats `best`: higher accuracy and mIoU, lower depth
 // errors; a NaN never does.
 bool improves(const std::string& metric, double value, const BestEvaluation& best);

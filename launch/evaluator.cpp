@@ -145,8 +145,9 @@ EvalResult evaluate(const EvalSetup& setup, const TrainConfig& c, const std::str
     graph.forward(ctx, {{"image", image}}, {.training = false}, wanted);
     if (batch == nullptr) continue;
     const Tensor predicted = core::ops::argmax_channels(ctx, graph.output(nodes.logits));
+    // Classification has no ignore label: class 255 counts (ImageNet's 1000 classes).
     core::ops::accumulate_confusion(ctx, predicted, nodes.dense ? batch->label : batch->class_id,
-                                    data::kIgnoreLabel, confusion, out_of_range);
+                                    nodes.dense ? data::kIgnoreLabel : -1, confusion, out_of_range);
     if (c.depth_head)
       core::ops::accumulate_depth_errors(ctx, graph.output(nodes.depth), batch->depth,
                                          batch->depth_valid, depth_sums);
@@ -159,10 +160,10 @@ EvalResult evaluate(const EvalSetup& setup, const TrainConfig& c, const std::str
   r.confusion = sum_over_ranks(setup.ranks, host_i64(ctx, confusion));
   const int64_t outside = sum_over_ranks(setup.ranks, host_i64(ctx, out_of_range)[0]);
   COHORT_CHECK(outside == 0,
-               fmt::format("eval: {} {} in {} lie outside the class table (0..{}; {} = ignored); "
+               fmt::format("eval: {} {} in {} lie outside the class table (0..{}{}); "
                            "`cohort convert verify` names the samples",
                            outside, nodes.dense ? "labelled pixels" : "labels", dir, k - 1,
-                           data::kIgnoreLabel));
+                           nodes.dense ? fmt::format("; {} = ignored", data::kIgnoreLabel) : ""));
   if (nodes.dense) {
     fill_segmentation_scores(r, k);
   } else {

@@ -84,8 +84,10 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.num_classes = c.num_classes;
     o.in_channels = static_cast<int>(in_channels);
     const models::ResNetNodes n = models::add_resnet(graph, image, o);
+    // Every class id counts, 255 included (ImageNet has 1000 classes): no ignore label.
     const core::nn::NodeId loss =
-        graph.add("loss", std::make_unique<core::nn::CrossEntropyLoss>(), {n.logits, label});
+        graph.add("loss", std::make_unique<core::nn::CrossEntropyLoss>(/*ignore_index=*/-1),
+                  {n.logits, label});
     return {n.logits, loss, false};
   }
   if (c.model == "deeplabv3plus") {

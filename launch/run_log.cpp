@@ -48,27 +48,42 @@ std::string read_text(const std::string& path) {
 
 std::string metrics_up_to_step(const std::string& jsonl_text, int64_t step) {
   std::string kept;
-  std::istringstream in(jsonl_text);
-  for (std::string line; std::getline(in, line);)
+  size_t begin = 0;
+  while (begin < jsonl_text.size()) {
+    const size_t end = jsonl_text.find('\n', begin);
+    // A last line without its newline was torn by a kill or a full disk.
+    if (end == std::string::npos) break;
+    const std::string line = jsonl_text.substr(begin, end - begin);
     if (step_of(line) <= step) kept += line + "\n";
+    begin = end + 1;
+  }
   return kept;
 }
 
-RunLog::RunLog(const std::string& out_dir, bool tensorboard, int64_t resumed_step) {
+RunLog::RunLog(const std::string& out_dir, bool tensorboard, int64_t start_step) {
   if (out_dir.empty()) return;
   m_jsonl_path = (std::filesystem::path(out_dir) / "metrics.jsonl").string();
-  if (resumed_step >= 0 && std::filesystem::exists(m_jsonl_path)) {
-    const std::string text = read_text(m_jsonl_path);
-    const std::string kept = metrics_up_to_step(text, resumed_step);
-    if (kept.size() != text.size())
-      core::io::write_file_atomically(m_jsonl_path, kept.data(), kept.size());
+  try {
+    if (std::filesystem::exists(m_jsonl_path)) {
+      const std::string text = read_text(m_jsonl_path);
+      const std::string kept = metrics_up_to_step(text, start_step);
+      if (kept.size() != text.size())
+        core::io::write_file_atomically(m_jsonl_path, kept.data(), kept.size());
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "cohort train: warning: %s; %s keeps records of steps after %lld\n",
+                 e.what(), m_jsonl_path.c_str(), static_cast<long long>(start_step));
   }
   m_jsonl = std::fopen(m_jsonl_path.c_str(), "a");
-  COHORT_CHECK(m_jsonl != nullptr,
-               fmt::format("train: cannot append to {}: {}", m_jsonl_path, std::strerror(errno)));
-  if (tensorboard) {
+  if (m_jsonl == nullptr)
+    std::fprintf(stderr, "cohort train: warning: cannot append to %s: %s; no metrics records\n",
+                 m_jsonl_path.c_str(), std::strerror(errno));
+  if (!tensorboard) return;
+  try {
     m_tensorboard = std::make_unique<core::io::TensorBoardWriter>(out_dir);
-    if (resumed_step >= 0) m_tensorboard->add_session_start(resumed_step + 1);
+    m_tensorboard->add_session_start(start_step + 1);
+  } catch (const Error& e) {
+    give_up_tensorboard(e.what());
   }
 }
 

@@ -7,14 +7,15 @@
 //                            out_dir`): "train/<name>", and "eval/<name>" for the
 //                            names that start with "eval_"
 //
-// A run resumed from the checkpoint of step s continues both: records of steps
-// after s, left by a run that died after its last checkpoint, are removed from
-// metrics.jsonl (rewritten atomically) and TensorBoard is told to drop them (a
-// SessionLog START at s + 1), so each step shows once, with the values of the
-// run that continued.
+// A run starting at step s (the step of the checkpoint it resumed from, 0 for a
+// fresh start) continues both: records of steps after s, left by a run that died
+// after its last checkpoint (or before its first), are removed from metrics.jsonl
+// (rewritten atomically; a torn last line goes too) and TensorBoard is told to
+// drop them (a SessionLog START at s + 1), so each step shows once, with the
+// values of the run that continued.
 //
-// Logging never ends a training run: a failed write is reported once on stderr
-// and that output is given up; the checkpoints are what must not be lost.
+// Logging never ends a training run: a failed write is reported on stderr and
+// that output is given up; the checkpoints are what must not be lost.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -37,9 +38,9 @@ struct Metric {
 
 class RunLog {
  public:
-  // Writes nothing when `out_dir` is empty (ranks other than 0). `resumed_step`:
-  // the step of the checkpoint this run resumed from, or -1 for a fresh run.
-  RunLog(const std::string& out_dir, bool tensorboard, int64_t resumed_step);
+  // Writes nothing when `out_dir` is empty (ranks other than 0). `start_step`:
+  // the step of the checkpoint this run resumed from, 0 for a fresh start.
+  RunLog(const std::string& out_dir, bool tensorboard, int64_t start_step);
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
@@ -56,7 +57,7 @@ class RunLog {
 };
 
 // metrics.jsonl's text without the records of steps after `step` (records
-// without a step are kept).
+// without a step are kept) and without a torn last line (no newline).
 std::string metrics_up_to_step(const std::string& jsonl_text, int64_t step);
 
 }  // namespace cohort::launch

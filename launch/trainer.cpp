@@ -201,7 +201,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     fmt::print("model: {} ({:.2f} M parameters), {} compute on {}, ZeRO stage {}\n", c.model,
                static_cast<double>(graph.num_parameters()) / 1e6, c.dtype, device.str(),
                c.zero_stage);
-  RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : -1);
+  RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : 0);
 
   // The whole training state at this step boundary into `path` (atomic).
   auto save_to = [&](const std::string& path) {
@@ -220,7 +220,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   // checkpoint.keep_best: rank 0 keeps the record (best.json, continued on
   // resume) and decides; every rank takes part in the save.
   BestEvaluation best;
-  if (talk && !c.keep_best.empty() && resume) best = read_best_evaluation(c.out_dir, c.keep_best);
+  if (talk && !c.keep_best.empty()) best = read_best_evaluation(c.out_dir, c.keep_best);
   auto keep_if_best = [&](const EvalResult& r) {
     if (c.keep_best.empty()) return;
     const double value = c.keep_best == "eval_miou"            ? r.miou
@@ -229,9 +229,15 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                                                                : r.accuracy;
     const bool better = talk && improves(c.keep_best, value, best);
     if (sum_over_ranks(ranks, better ? 1 : 0) == 0) return;
+    if (talk) write_best_evaluation(c.out_dir, c.keep_best, result.steps, value, true);
     save_to(best_checkpoint_path(c.out_dir));
     if (!talk) return;
-    write_best_evaluation(c.out_dir, c.keep_best, result.steps, value);
+    // The checkpoint is complete: a record that cannot be finished only warns.
+    try {
+      write_best_evaluation(c.out_dir, c.keep_best, result.steps, value);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "cohort train: warning: %s\n", e.what());
+    }
     best = {true, result.steps, value};
     fmt::print("step {}: best {} so far ({:.4f}): {}\n", result.steps, c.keep_best, value,
                best_checkpoint_path(c.out_dir));
@@ -304,16 +310,26 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     ++window_steps;
     const bool last = result.steps == sc.total_steps;
     if (result.steps % c.log_every == 0 || last) {
-      result.final_loss = losses.loss.item(ctx.stream());  // synchronises
+      // The step's losses, averaged over the ranks (every rank logs at the same
+      // steps): with whole-batch means a rank's value is only its part of the
+      // global mean, times the rank count. Multi-task: each task's own loss too.
+      std::vector<double> values = {losses.loss.item(ctx.stream())};  // synchronises
+      if (c.depth_head)
+        values.insert(values.end(),
+                      {losses.seg.item(ctx.stream()), losses.depth.item(ctx.stream())});
+      if (world > 1) {
+        values = sum_over_ranks(ranks, values);
+        for (double& v : values)
+          v /= world;
+      }
+      result.final_loss = values[0];
       const double seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
       const double rate = seconds > 0 ? static_cast<double>(window_steps * c.batch) / seconds : 0;
-      // Multi-task: each task's own loss beside the balanced total.
       std::vector<Metric> record{{"epoch", {static_cast<double>(batch->epoch)}, {}},
                                  {"loss", {result.final_loss}, {}}};
       std::string tasks_text;
       if (c.depth_head) {
-        const double seg = losses.seg.item(ctx.stream());
-        const double depth = losses.depth.item(ctx.stream());
+        const double seg = values[1], depth = values[2];
         tasks_text = fmt::format(" (seg {:.4f}, depth {:.4f})", seg, depth);
         record.push_back({"seg_loss", {seg}, {}});
         record.push_back({"depth_loss", {depth}, {}});

@@ -40,7 +40,7 @@ struct TrainResult {
   int64_t steps_this_run = 0;  // by this invocation
   bool resumed = false;        // started from a checkpoint
   bool stopped = false;        // ended early on a stop request (checkpoint written)
-  double final_loss = 0;       // this rank's last training loss
+  double final_loss = 0;       // the last logged training loss (mean over the ranks)
   double eval_accuracy = -1;   // classification accuracy, or segmentation pixel accuracy,
                                // over the whole eval set (all ranks); -1: no eval set
   // Segmentation: mean IoU over the eval set; -1: none.

@@ -34,7 +34,9 @@ SmallCnnNodes add_small_cnn(Graph& g, int num_classes, double dropout) {
   x = g.add("relu", std::make_unique<ReLU>(), {x});
   x = g.add("dropout", std::make_unique<Dropout>(dropout), {x});
   n.logits = g.add("fc2", std::make_unique<Linear>(128, num_classes), {x});
-  n.loss = g.add("loss", std::make_unique<CrossEntropyLoss>(), {n.logits, n.label});
+  // Classification: every class id counts (no ignore label).
+  n.loss =
+      g.add("loss", std::make_unique<CrossEntropyLoss>(/*ignore_index=*/-1), {n.logits, n.label});
   return n;
 }
 

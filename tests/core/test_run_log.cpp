@@ -98,12 +98,16 @@ TEST(RunLog, MetricsUpToAStepDropsOnlyLaterSteps) {
   EXPECT_EQ(launch::metrics_up_to_step(text, 10),
             "{\"step\": 9, \"loss\": 1}\n{\"step\": 10, \"eval_miou\": 0.5}\n{\"note\": 1}\n");
   EXPECT_EQ(launch::metrics_up_to_step(text, 100), text);
+  // A torn last line (no newline: a kill or a full disk mid-write) goes too,
+  // whatever its step reads as.
+  EXPECT_EQ(launch::metrics_up_to_step("{\"step\": 1}\n{\"step\": 12", 100), "{\"step\": 1}\n");
+  EXPECT_EQ(launch::metrics_up_to_step("{\"step\": 1}\n{\"st", 100), "{\"step\": 1}\n");
 }
 
 TEST(RunLog, WritesJsonLinesAndTensorBoardScalars) {
   cohort::testing::TempDir dir("cohort-runlog");
   {
-    launch::RunLog log(dir.path().string(), true, -1);
+    launch::RunLog log(dir.path().string(), true, 0);
     log.write(5, {{"epoch", {0}, {}}, {"loss", {0.5}, {}}, {"lr", {0.01}, {}}});
     log.write(6, {{"eval_miou", {NAN}, {}}, {"loss_weights", {0.75, 1.25}, {"seg", "depth"}}});
   }
@@ -113,23 +117,25 @@ TEST(RunLog, WritesJsonLinesAndTensorBoardScalars) {
   const auto files = tfevents_files(dir.path().string());
   ASSERT_EQ(files.size(), 1u);
   const auto events = read_tfevents(files[0]);
-  ASSERT_EQ(events.size(), 3u);
-  EXPECT_EQ(events[1].step, 5);
-  ASSERT_EQ(events[1].scalars.size(), 2u) << "the epoch is not a scalar";
-  EXPECT_EQ(events[1].scalars[0].first, "train/loss");
-  EXPECT_EQ(events[1].scalars[1].first, "train/lr");
-  ASSERT_EQ(events[2].scalars.size(), 3u);
-  EXPECT_EQ(events[2].scalars[0].first, "eval/miou");
-  EXPECT_TRUE(std::isnan(events[2].scalars[0].second));
-  EXPECT_EQ(events[2].scalars[1], (std::pair<std::string, float>{"train/loss_weights/seg", 0.75f}));
-  EXPECT_EQ(events[2].scalars[2],
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[1].session_status, 1) << "a fresh start drops what an earlier run logged";
+  EXPECT_EQ(events[1].step, 1);
+  EXPECT_EQ(events[2].step, 5);
+  ASSERT_EQ(events[2].scalars.size(), 2u) << "the epoch is not a scalar";
+  EXPECT_EQ(events[2].scalars[0].first, "train/loss");
+  EXPECT_EQ(events[2].scalars[1].first, "train/lr");
+  ASSERT_EQ(events[3].scalars.size(), 3u);
+  EXPECT_EQ(events[3].scalars[0].first, "eval/miou");
+  EXPECT_TRUE(std::isnan(events[3].scalars[0].second));
+  EXPECT_EQ(events[3].scalars[1], (std::pair<std::string, float>{"train/loss_weights/seg", 0.75f}));
+  EXPECT_EQ(events[3].scalars[2],
             (std::pair<std::string, float>{"train/loss_weights/depth", 1.25f}));
 }
 
 TEST(RunLog, AResumedRunForgetsTheStepsAfterItsCheckpoint) {
   cohort::testing::TempDir dir("cohort-runlog");
   {
-    launch::RunLog first(dir.path().string(), true, -1);
+    launch::RunLog first(dir.path().string(), true, 0);
     for (int step = 1; step <= 4; ++step)
       first.write(step, {{"loss", {1.0 * step}, {}}});
   }
@@ -142,14 +148,33 @@ TEST(RunLog, AResumedRunForgetsTheStepsAfterItsCheckpoint) {
       "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": 2}\n{\"step\": 3, \"loss\": 30}\n");
   const auto files = tfevents_files(dir.path().string());
   ASSERT_EQ(files.size(), 2u) << "one file per invocation";
-  int starts = 0;
+  std::vector<int64_t> starts;
   for (const std::string& f : files)
     for (const auto& e : read_tfevents(f))
-      if (e.session_status == 1) {
-        ++starts;
-        EXPECT_EQ(e.step, 3) << "TensorBoard drops steps >= 3 read before it";
-      }
-  EXPECT_EQ(starts, 1);
+      if (e.session_status == 1) starts.push_back(e.step);
+  EXPECT_EQ(starts, (std::vector<int64_t>{1, 3})) << "TensorBoard drops steps >= 3 read before it";
+}
+
+// A run that found no checkpoint (it died before its first) starts afresh, and
+// what the dead run logged goes: each step shows once.
+TEST(RunLog, AFreshStartForgetsAnEarlierRunsRecords) {
+  cohort::testing::TempDir dir("cohort-runlog");
+  for (double loss : {1.0, 9.0}) {
+    launch::RunLog run(dir.path().string(), false, 0);
+    run.write(1, {{"loss", {loss}, {}}});
+    run.write(2, {{"loss", {loss}, {}}});
+  }
+  EXPECT_EQ(read_text(dir.file("metrics.jsonl")),
+            "{\"step\": 1, \"loss\": 9}\n{\"step\": 2, \"loss\": 9}\n");
+}
+
+// Logging never ends a run: a directory where nothing can be written (/proc
+// takes no new files) gives warnings, not errors.
+TEST(RunLog, AnUnwritableLogIsAWarningNotAnError) {
+  EXPECT_NO_THROW({
+    launch::RunLog log("/proc/cohort-no-such-dir", true, 0);
+    log.write(1, {{"loss", {1}, {}}});
+  });
 }
 
 TEST(RunLog, NoTensorBoardFilesWhenDisabledOrNotRankZero) {
