@@ -16,10 +16,12 @@
 #include "core/io/checkpoint.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/loss_balancing.hpp"
+#include "core/ops/ops.hpp"
 #include "data/convert.hpp"
 #include "launch/checkpoint_history.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
+#include "tests/support/gradcheck.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tensor_helpers.hpp"
 
@@ -489,6 +491,34 @@ TEST(TrainConfig, LossBalancingKeysParseRoundTripAndUnusedOnesAreErrors) {
   core::nn::Graph graph;
   EXPECT_NE(error_of([&] { add_model(graph, code, 3); }).find("model.depth_head"),
             std::string::npos);
+}
+
+// Classification has no ignore label: with more than 255 classes (ImageNet's
+// 1000), class 255 counts like any other, in the small CNN and in ResNet.
+TEST(ModelSetup, ClassificationCountsClass255) {
+  for (const char* kind : {"small_cnn", "resnet"}) {
+    SCOPED_TRACE(kind);
+    TrainConfig c;
+    c.model = kind;
+    c.num_classes = 300;
+    c.depth = 18;
+    core::nn::Graph graph;
+    const ModelNodes nodes = add_model(graph, c, 1);
+    graph.build(core::Device::cpu(), 3);
+    core::Context ctx;
+    const core::Tensor image =
+        cohort::testing::random_tensor(core::Shape{2, 28, 28, 1}, 5, -1, 1, core::DType::f32);
+    const core::Tensor label =
+        core::Tensor::from_vector({255, 7}, core::Shape{2}, core::DType::i32);
+    graph.forward(ctx, {{"image", image}, {"label", label}}, {.training = false},
+                  {nodes.logits, nodes.loss});
+    const core::Tensor& logits = graph.output(nodes.logits);
+    const double loss = graph.output(nodes.loss).item();
+    EXPECT_NEAR(loss, core::ops::softmax_cross_entropy(ctx, logits, label, {}, -1).item(), 1e-6);
+    EXPECT_GT(std::abs(loss - core::ops::softmax_cross_entropy(ctx, logits, label, {}, 255).item()),
+              1e-4)
+        << "class 255 was ignored";
+  }
 }
 
 // The number after "key": in a metrics line, or the numbers of its [list].
