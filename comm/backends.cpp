@@ -20,6 +20,27 @@ bool nccl_compiled() {
 #endif
 }
 
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  if (MPI_Get_library_version(text, &length) != MPI_SUCCESS) return "unknown";
+  std::string version(text, static_cast<size_t>(length));
+  // Open MPI's text runs over several lines (repository, release date): the first
+  // says it.
+  version = version.substr(0, version.find('\n'));
+  while (!version.empty() && (version.back() == '\0' || version.back() == ' '))
+    version.pop_back();
+  return version;
+}
+
+std::string nccl_version() {
+#ifdef COHORT_WITH_CUDA
+  return nccl_library_version();
+#else
+  return "";
+#endif
+}
+
 std::unique_ptr<Communicator> make_communicator(Backend backend, MPI_Comm parent,
                                                 core::Device device, const CommOptions& options) {
   if (backend == Backend::mpi) {

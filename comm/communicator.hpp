@@ -186,6 +186,11 @@ Backend parse_backend(const std::string& text);  // "mpi", "nccl"
 const char* backend_name(Backend backend);
 // True when this build has the NCCL backend.
 bool nccl_compiled();
+// The loaded libraries' own version text (callable before MPI_Init): MPI's
+// library version (e.g. "Open MPI v4.1.4, ..."), NCCL's ("2.28.3"; empty in a
+// CPU-only build).
+std::string mpi_library_version();
+std::string nccl_version();
 
 // A communicator over the ranks of `parent` (collective over `parent`). MPI
 // needs device cpu; NCCL the rank's GPU (MpiSession::device()).

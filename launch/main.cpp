@@ -22,6 +22,8 @@
 //       per-rank memory of parameters, gradients and optimizer state, ZeRO stages 0-3
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
 //       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
+//   cohort doctor [--device auto|cpu|cuda:N]   (alone, or under mpirun/srun)
+//       library versions, GPUs, every rank's device, collectives with known sums
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
@@ -42,6 +44,7 @@
 #include "data/convert.hpp"
 #include "launch/bench_stack.hpp"
 #include "launch/bench_train.hpp"
+#include "launch/doctor.hpp"
 #include "launch/eval_command.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 #include "launch/train_config.hpp"
@@ -124,6 +127,18 @@ int with_train_ranks(
   });
 }
 
+int run_doctor(int* argc, char*** argv, const std::string& device_text) {
+  using namespace cohort;
+  if (!launched_as_ranks()) return launch::run_doctor(resolve_device(device_text));
+  return comm::run_rank_main([&] {
+    comm::SessionOptions so;
+    so.device =
+        comm::parse_device_policy(device_text.rfind("cuda:", 0) == 0 ? "cuda" : device_text);
+    comm::MpiSession session(argc, argv, so);
+    return launch::run_doctor(session);
+  });
+}
+
 int run_train(int* argc, char*** argv, const std::string& config_path,
               const std::vector<std::string>& overrides) {
   using namespace cohort;
@@ -188,6 +203,13 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--zero", demo.zero_stage, "ZeRO stage under mpirun/srun (0: plain DP)")
       ->capture_default_str();
   demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")
+      ->capture_default_str();
+
+  std::string doctor_device = "auto";
+  auto* doctor_cmd = app.add_subcommand(
+      "doctor",
+      "Library versions, GPUs and (under mpirun/srun) whether every rank can talk to the others");
+  doctor_cmd->add_option("--device", doctor_device, "auto, cpu or cuda:N (ranks: auto, cpu, cuda)")
       ->capture_default_str();
 
   std::string train_config;
@@ -305,6 +327,7 @@ int main(int argc, char** argv) {
                  100.0 * r.test_accuracy, r.steps, r.seconds);
       return 0;
     }
+    if (doctor_cmd->parsed()) return run_doctor(&argc, &argv, doctor_device);
     if (train_cmd->parsed()) return run_train(&argc, &argv, train_config, train_overrides);
     if (eval_cmd->parsed()) return run_eval(&argc, &argv, eval, eval_device);
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());

@@ -7,7 +7,7 @@
 #   tools/gpu-check.sh [fashion-mnist-dir]
 # The whole script takes longer than one device call may run (10 min): run it as
 # two calls (PART=1, then PART=2; the second reuses the build on a warm machine):
-#   PART=1: build, gpu tests, cuDNN paths, demos (NCCL, ZeRO-2/3), stack benches
+#   PART=1: build, doctor, gpu tests, cuDNN paths, demos (NCCL, ZeRO-2/3), stack benches
 #   PART=2: training-step benches, the multi-task run + eval, the data benchmark
 # SKIP_TESTS=1, SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN_BENCH=1, SKIP_TRAIN=1,
 # SKIP_DATA=1 leave single parts out. BUDGET_S (default 540) is the call's time
@@ -68,6 +68,13 @@ cmake --build build/gpu -j16 --target cohort cohort_gpu_tests > "$logs/build.log
   || { grep -E "error|FAILED" "$logs/build.log" | head -40; pack; exit 1; }
 log "build: $(( $(date +%s) - start )) s"
 pack
+
+if [[ "${SKIP_TESTS:-0}" != 1 ]] && section "doctor"; then
+  # Versions, the GPU, and NCCL through MPI as one rank (launch/doctor.hpp).
+  timeout 60 build/gpu/launch/cohort doctor > "$logs/doctor.log" 2>&1
+  timeout 90 mpirun -np 1 build/gpu/launch/cohort doctor >> "$logs/doctor.log" 2>&1
+  grep -E "CUDA:|GPU 0|check:|result:" "$logs/doctor.log" | tee -a "$summary"
+fi
 
 if [[ "${SKIP_TESTS:-0}" != 1 ]] && section "gpu tests"; then
   (cd build/gpu && timeout 300 ctest -L gpu -j4 --timeout 120 --output-on-failure) \

@@ -343,6 +343,13 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
+std::string nccl_library_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  // NCCL 2.9 and later: major * 10000 + minor * 100 + patch.
+  return fmt::format("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100);
+}
+
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm parent, core::Device device,
                                                      const CommOptions& options) {
   return std::make_unique<NcclCommunicator>(parent, device, options);

@@ -5,10 +5,14 @@
 #include <mpi.h>
 
 #include <memory>
+#include <string>
 
 #include "comm/communicator.hpp"
 
 namespace cohort::comm {
+
+// The loaded NCCL's version, "2.28.3".
+std::string nccl_library_version();
 
 // Collective over `parent`: rank 0 makes the NCCL unique id and MPI broadcasts
 // it; every rank then joins with ncclCommInitRank on `device`.

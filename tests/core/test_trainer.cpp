@@ -19,6 +19,7 @@
 #include "core/ops/ops.hpp"
 #include "data/convert.hpp"
 #include "launch/checkpoint_history.hpp"
+#include "launch/doctor.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
 #include "tests/support/gradcheck.hpp"
@@ -519,6 +520,18 @@ TEST(ModelSetup, ClassificationCountsClass255) {
               1e-4)
         << "class 255 was ignored";
   }
+}
+
+// `cohort doctor` alone: the build, the libraries it runs on, no ranks, and a
+// passing report (exit status 0).
+TEST(Doctor, AloneReportsTheLibrariesAndPasses) {
+  ::testing::internal::CaptureStdout();
+  const int status = run_doctor(core::Device::cpu());
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(status, 0) << out;
+  for (const char* line : {"build:    cohort ", "MPI:      ", "HDF5:     1.", "BLAS:     ",
+                           "ranks:    1 (not started by a launcher)", "every check passed"})
+    EXPECT_NE(out.find(line), std::string::npos) << line << " in\n" << out;
 }
 
 // The number after "key": in a metrics line, or the numbers of its [list].
