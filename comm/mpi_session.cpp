@@ -16,21 +16,6 @@ namespace {
 
 std::atomic<MpiSession*> g_current{nullptr};
 
-const char* thread_level_name(int level) {
-  switch (level) {
-    case MPI_THREAD_SINGLE:
-      return "MPI_THREAD_SINGLE";
-    case MPI_THREAD_FUNNELED:
-      return "MPI_THREAD_FUNNELED";
-    case MPI_THREAD_SERIALIZED:
-      return "MPI_THREAD_SERIALIZED";
-    case MPI_THREAD_MULTIPLE:
-      return "MPI_THREAD_MULTIPLE";
-    default:
-      return "unknown";
-  }
-}
-
 // Slurm's srun starts MPI ranks only through a PMI plugin; without one, Open MPI
 // aborts inside MPI_Init with a message that does not say so. Hint before that.
 void warn_if_srun_without_pmi() {
@@ -60,6 +45,21 @@ void warn_if_oversubscribed(int local_rank, int local_size, const std::string& h
 }
 
 }  // namespace
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE:
+      return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED:
+      return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED:
+      return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE:
+      return "MPI_THREAD_MULTIPLE";
+    default:
+      return "unknown";
+  }
+}
 
 MpiSession::MpiSession(int* argc, char*** argv, SessionOptions options)
     : m_exceptions_at_construction(std::uncaught_exceptions()) {

@@ -26,6 +26,9 @@ struct SessionOptions {
   DevicePolicy device = DevicePolicy::automatic;
 };
 
+// "MPI_THREAD_MULTIPLE" for MPI_THREAD_MULTIPLE, and so on.
+const char* thread_level_name(int level);
+
 class MpiSession {
  public:
   // argc/argv may be null (MPI-2 allows it).

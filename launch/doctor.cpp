@@ -110,21 +110,6 @@ Check all_reduce_check(comm::Communicator& comm, core::Device device, const std:
   return c;
 }
 
-const char* thread_level_name(int level) {
-  switch (level) {
-    case MPI_THREAD_SINGLE:
-      return "single";
-    case MPI_THREAD_FUNNELED:
-      return "funneled";
-    case MPI_THREAD_SERIALIZED:
-      return "serialized";
-    case MPI_THREAD_MULTIPLE:
-      return "multiple";
-    default:
-      return "unknown";
-  }
-}
-
 int report(const std::string& text, const std::vector<Check>& checks) {
   int failed = 0;
   std::string out = "cohort doctor\n" + text;
@@ -201,7 +186,7 @@ int run_doctor(comm::MpiSession& session) {
   const char* job = std::getenv("SLURM_JOB_ID");
   text += fmt::format("  ranks:    {} ({}; MPI thread level {})\n", session.size(),
                       job != nullptr ? fmt::format("Slurm job {}", job) : std::string("launcher"),
-                      thread_level_name(session.thread_level()));
+                      comm::thread_level_name(session.thread_level()));
   for (const std::string& line : lines)
     text += fmt::format("            {}\n", line);
   if (failed_ranks > 0)
