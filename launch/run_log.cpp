@@ -1,11 +1,13 @@
 #include "launch/run_log.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -135,6 +137,39 @@ void RunLog::give_up_tensorboard(const std::string& why) {
   std::fprintf(stderr, "cohort train: warning: %s; no more TensorBoard records this run\n",
                why.c_str());
   m_tensorboard.reset();
+}
+
+RankLog::RankLog(const std::string& out_dir, int rank, int64_t start_step) {
+  if (out_dir.empty()) return;
+  const std::filesystem::path dir = std::filesystem::path(out_dir) / "logs";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);  // every rank: out_dir may be node-local
+  m_path = (dir / fmt::format("rank-{:05d}.log", rank)).string();
+  m_file = std::fopen(m_path.c_str(), "a");
+  if (m_file == nullptr) {
+    std::fprintf(stderr, "cohort train: warning: rank %d cannot append to %s: %s\n", rank,
+                 m_path.c_str(), std::strerror(errno));
+    return;
+  }
+  const std::time_t now = std::time(nullptr);
+  char when[64] = {};
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+  write(
+      fmt::format("--- rank {} starts at step {} ({}, pid {})", rank, start_step, when, getpid()));
+}
+
+RankLog::~RankLog() {
+  if (m_file != nullptr) std::fclose(m_file);
+}
+
+void RankLog::write(const std::string& line) {
+  if (m_file == nullptr) return;
+  if (std::fputs((line + "\n").c_str(), m_file) < 0 || std::fflush(m_file) != 0) {
+    std::fprintf(stderr, "cohort train: warning: cannot write %s: %s; no more records go there\n",
+                 m_path.c_str(), std::strerror(errno));
+    std::fclose(m_file);
+    m_file = nullptr;
+  }
 }
 
 }  // namespace cohort::launch

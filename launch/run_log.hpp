@@ -56,6 +56,25 @@ class RunLog {
   std::unique_ptr<core::io::TensorBoardWriter> m_tensorboard;
 };
 
+// Every rank's own log with ranks: out_dir/logs/rank-<rank, 5 digits>.log, one
+// line per logged step with what only that rank knows (its own part of the loss,
+// its data wait, exposed communication and compute), appended across runs, each
+// run starting with a header line. Where a straggler's time goes, and the last
+// words of a rank that died. Write failures warn once and stop that log.
+class RankLog {
+ public:
+  // Writes nothing when `out_dir` is empty.
+  RankLog(const std::string& out_dir, int rank, int64_t start_step);
+  ~RankLog();
+  RankLog(const RankLog&) = delete;
+  RankLog& operator=(const RankLog&) = delete;
+  void write(const std::string& line);
+
+ private:
+  std::FILE* m_file = nullptr;
+  std::string m_path;
+};
+
 // metrics.jsonl's text without the records of steps after `step` (records
 // without a step are kept) and without a torn last line (no newline).
 std::string metrics_up_to_step(const std::string& jsonl_text, int64_t step);

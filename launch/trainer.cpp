@@ -202,6 +202,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                static_cast<double>(graph.num_parameters()) / 1e6, c.dtype, device.str(),
                c.zero_stage);
   RunLog metrics(talk ? c.out_dir : "", c.tensorboard, resume ? progress.step : 0);
+  RankLog rank_log(world > 1 ? c.out_dir : "", rank, resume ? progress.step : 0);
 
   // The whole training state at this step boundary into `path` (atomic).
   auto save_to = [&](const std::string& path) {
@@ -277,7 +278,9 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   bool backbone_frozen = result.steps < c.freeze_backbone_steps;
   if (backbone_frozen) set_backbone_trainable(graph, c, false);
 
-  comm::StepTimer timer;  // per-rank data wait / exposed communication / compute
+  comm::StepTimer timer;             // per-rank data wait / exposed communication / compute
+  comm::StepBreakdown logged_timer;  // its means at the last record (rank logs)
+  int logged_timer_steps = 0;
   auto window_start = Clock::now();
   int64_t window_steps = 0;
   while (result.steps < sc.total_steps) {
@@ -318,6 +321,22 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
         values.insert(values.end(),
                       {losses.seg.item(ctx.stream()), losses.depth.item(ctx.stream())});
       if (world > 1) {
+        // This rank's own view, in its own log: its loss and where its time went
+        // since the last record.
+        const comm::StepBreakdown now = timer.mean();
+        const double n = timer.steps() - logged_timer_steps;
+        auto window_ms = [&](double mean_now, double mean_before) {
+          return n > 0 ? 1e3 * (mean_now * timer.steps() - mean_before * logged_timer_steps) / n
+                       : 0.0;
+        };
+        rank_log.write(fmt::format(
+            "step {}: loss {:.5f} (this rank's value), per step: data wait {:.2f} ms, exposed "
+            "communication {:.2f} ms, compute {:.2f} ms",
+            result.steps, values[0], window_ms(now.data_s, logged_timer.data_s),
+            window_ms(now.comm_s, logged_timer.comm_s),
+            window_ms(now.compute_s, logged_timer.compute_s)));
+        logged_timer = now;
+        logged_timer_steps = timer.steps();
         values = sum_over_ranks(ranks, values);
         for (double& v : values)
           v /= world;

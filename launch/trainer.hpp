@@ -26,7 +26,8 @@
 //     multi-task: seg_loss, depth_loss, and with DWA the next epoch's
 //     loss_weights; eval: accuracy, mIoU, depth errors), writes the same as
 //     TensorBoard scalars (launch/run_log) and prints a progress line with the
-//     time left at the current pace.
+//     time left at the current pace; with ranks, every rank also appends its
+//     own loss and step-time breakdown to out_dir/logs/rank-<rank>.log.
 #include <cstdint>
 #include <string>
 

@@ -1,7 +1,8 @@
 // `cohort train` as the ranks of a job (ZeRO-2 on CPU ranks, real Fashion-MNIST
 // shards): a run stopped and resumed twice ends bitwise equal to one that never
-// stopped, and a stop signal that reaches one rank only stops every rank at the
-// same step with one checkpoint (no rank left waiting in a collective).
+// stopped (and every rank kept its own log), and a stop signal that reaches one rank only stops
+// every rank at the same step with one checkpoint (no rank left waiting in a collective).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -116,6 +117,19 @@ TEST(TrainRanks, AStoppedAndResumedZero2RunEndsBitwiseEqualToAnUninterruptedOne)
     r = run_training(sliced, core::Device::cpu(), ranks.get());
     EXPECT_EQ(r.steps, want);
     EXPECT_EQ(r.stopped, want < 8);
+  }
+  // With ranks, each rank keeps its own log: one header per invocation and a
+  // line per logged step (steps 4 and 8) with its own loss and step time.
+  if (mpitest::world_size() > 1) {
+    std::ifstream log(runs.file("sliced") +
+                      fmt::format("/logs/rank-{:05d}.log", mpitest::world_rank()));
+    int headers = 0, steps = 0;
+    for (std::string line; std::getline(log, line);) {
+      headers += line.rfind("--- rank ", 0) == 0 ? 1 : 0;
+      steps += line.find("(this rank's value), per step: data wait") != std::string::npos ? 1 : 0;
+    }
+    EXPECT_EQ(headers, 3) << "rank " << mpitest::world_rank();
+    EXPECT_EQ(steps, 2) << "rank " << mpitest::world_rank();
   }
   if (mpitest::world_rank() == 0) {
     const core::io::CheckpointData a = core::io::read_checkpoint(straight.checkpoint);
