@@ -22,6 +22,8 @@
 //       per-rank memory of parameters, gradients and optimizer state, ZeRO stages 0-3
 //   mpirun -np N cohort bench comm [--backend mpi|nccl] [--max-bytes 1073741824]
 //       all-reduce / reduce-scatter / all-gather bandwidth, nccl-tests' table layout
+//   cohort export --checkpoint runs/x/checkpoint.h5 --out model.safetensors [--prefix P]
+//       the checkpoint's model as torchvision-named weights for torch's load_state_dict
 //   cohort doctor [--device auto|cpu|cuda:N]   (alone, or under mpirun/srun)
 //       library versions, GPUs, every rank's device, collectives with known sums
 #include <fmt/format.h>
@@ -46,6 +48,7 @@
 #include "launch/bench_train.hpp"
 #include "launch/doctor.hpp"
 #include "launch/eval_command.hpp"
+#include "launch/export_command.hpp"
 #include "launch/fashion_mnist_demo.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
@@ -205,6 +208,16 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--data", demo.data_dir, "Directory of the IDX .gz files")
       ->capture_default_str();
 
+  cohort::launch::ExportCommandOptions export_options;
+  auto* export_cmd = app.add_subcommand(
+      "export", "A checkpoint's model as torchvision-named safetensors (for PyTorch)");
+  export_cmd->add_option("--checkpoint", export_options.checkpoint, "cohort train's checkpoint")
+      ->required();
+  export_cmd->add_option("--out", export_options.out, "The .safetensors file to write")->required();
+  export_cmd->add_option("--prefix", export_options.prefix,
+                         "Only entries under this prefix, without it (backbone. for DeepLab's "
+                         "ResNet)");
+
   std::string doctor_device = "auto";
   auto* doctor_cmd = app.add_subcommand(
       "doctor",
@@ -328,6 +341,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (doctor_cmd->parsed()) return run_doctor(&argc, &argv, doctor_device);
+    if (export_cmd->parsed()) {
+      cohort::launch::run_export(export_options);
+      return 0;
+    }
     if (train_cmd->parsed()) return run_train(&argc, &argv, train_config, train_overrides);
     if (eval_cmd->parsed()) return run_eval(&argc, &argv, eval, eval_device);
     if (convert_cmd->parsed()) return cohort::data::run_convert(convert_cmd->remaining());
