@@ -1,7 +1,9 @@
 // The trainer's step (launch/train_step) on a GPU in fp16 with the dynamic loss
 // scaler: two micro-batches take the step of the whole batch (the 1/K seed is
 // multiplied into the loss scale), and an overflowing step with clipping on is
-// skipped cleanly (parameters unchanged, scale backed off) on every path.
+// skipped cleanly (parameters unchanged, scale backed off) on every path; and in
+// f32 with labels ignored unevenly across the micro-batches, whole-batch means
+// (the normalisers and shares on the device) take the whole batch's step.
 #ifdef COHORT_WITH_CUDA
 #include <gtest/gtest.h>
 
@@ -33,13 +35,16 @@ struct Mlp {
   }
 };
 
-data::Batch gpu_batch(uint64_t seed) {
+// Rows in `ignored` get the ignore label 255.
+data::Batch gpu_batch(uint64_t seed, const std::vector<int>& ignored = {}) {
   data::Batch b;
   b.indices.assign(16, 0);
   b.image = to_gpu(random_cpu(Shape{16, 8}, seed, -2, 2));
   std::vector<double> ids(16);
   for (size_t i = 0; i < ids.size(); ++i)
     ids[i] = static_cast<double>((i * 7 + seed) % 5);
+  for (int r : ignored)
+    ids.at(static_cast<size_t>(r)) = 255;
   b.class_id = to_gpu(Tensor::from_vector(ids, Shape{16}, DType::i32));
   return b;
 }
@@ -92,6 +97,34 @@ TEST(GpuTrainStep, AnOverflowingStepIsSkippedWithClippingOn) {
     EXPECT_EQ(state.skipped_steps, 1);
     EXPECT_DOUBLE_EQ(state.scale, std::ldexp(1.0, 39));
   }
+}
+
+std::vector<double> train_f32_ignoring(int micro, bool whole_batch_mean) {
+  Mlp m(DType::f32);
+  launch::TrainingEngine engine(m.graph, launch::TrainConfig{}, nullptr);
+  core::optim::LossScaler scaler(core::optim::LossScalerConfig{}, gpu().device());
+  // 7 of the first 8 rows ignored, none of the last 8: micro-batch 0 of 2 counts 1 row.
+  const std::vector<int> ignored = {0, 1, 2, 3, 4, 5, 7};
+  for (int s = 0; s < 3; ++s) {
+    const data::Batch b = gpu_batch(60 + static_cast<uint64_t>(s), ignored);
+    launch::run_train_step(gpu(), m.graph, m.nodes, engine, scaler,
+                           launch::step_inputs(gpu(), b, m.nodes, DType::f32, micro),
+                           {.lr = 0.1, .whole_batch_mean = whole_batch_mean});
+  }
+  return m.graph.flat_params().to_vector(gpu().stream());
+}
+
+TEST(GpuTrainStep, WholeBatchMeansWithIgnoredLabels) {
+  const std::vector<double> whole = train_f32_ignoring(1, true);
+  double same = 0, per_part = 0;
+  const std::vector<double> split = train_f32_ignoring(2, true);
+  const std::vector<double> alone = train_f32_ignoring(2, false);
+  for (size_t i = 0; i < whole.size(); ++i) {
+    same = std::max(same, std::abs(whole[i] - split[i]));
+    per_part = std::max(per_part, std::abs(whole[i] - alone[i]));
+  }
+  EXPECT_LT(same, 1e-5) << "2 micro-batches with whole-batch means";
+  EXPECT_GT(per_part, 1e-3) << "per-part means weigh the lone counted row 4x";
 }
 
 }  // namespace
