@@ -163,9 +163,23 @@ int run_doctor(comm::MpiSession& session) {
     auto host = comm::make_communicator(comm::Backend::mpi, MPI_COMM_WORLD, core::Device::cpu());
     checks.push_back(all_reduce_check(*host, core::Device::cpu(), "MPI (host memory)", 8 << 20, 5));
   }
-  if (device.is_cuda()) {
+  // NCCL only when every rank has a working GPU: the communicator's setup is
+  // collective, so a rank on the CPU (a node whose driver is missing) or with a
+  // failed device check would leave the others waiting in it. The ranks agree
+  // first, over MPI, which already worked above.
+  const int on_gpu = device.is_cuda() ? 1 : 0;
+  const int gpu_ok = on_gpu == 1 && checks.front().ok ? 1 : 0;
+  int gpu_ranks = 0, ok_ranks = 0;
+  MPI_Allreduce(&on_gpu, &gpu_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(&gpu_ok, &ok_ranks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (ok_ranks == session.size()) {
     auto nccl = comm::make_communicator(comm::Backend::nccl, MPI_COMM_WORLD, device);
     checks.push_back(all_reduce_check(*nccl, device, "NCCL (device memory)", 256 << 20, 10));
+  } else if (gpu_ranks > 0 && session.rank() == 0) {
+    checks.push_back({"all-reduce over NCCL (device memory)", false,
+                      fmt::format("FAILED: not run: {} of {} ranks are on a GPU, {} of them with a "
+                                  "working one (every rank needs one; see the rank lines)",
+                                  gpu_ranks, session.size(), ok_ranks)});
   }
   // A rank's failed check fails the job's report.
   int mine_failed = 0;

@@ -22,8 +22,10 @@ CudaVersions cuda_versions() {
   v.driver = cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 ? cuda_version_text(driver)
                                                                         : "no driver";
   if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) v.runtime = cuda_version_text(runtime);
-  const size_t cudnn = cudnnGetVersion();  // major * 10000 + minor * 100 + patch (cuDNN 9)
-  v.cudnn = fmt::format("{}.{}.{}", cudnn / 10000, (cudnn % 10000) / 100, cudnn % 100);
+  // cuDNN 9: major * 10000 + minor * 100 + patch; cuDNN 8: major * 1000 + minor * 100 + patch.
+  const size_t cudnn = cudnnGetVersion();
+  const size_t major_unit = cudnn >= 10000 ? 10000 : 1000;
+  v.cudnn = fmt::format("{}.{}.{}", cudnn / major_unit, (cudnn % major_unit) / 100, cudnn % 100);
   int major = 0, minor = 0, patch = 0;
   if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
       cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
