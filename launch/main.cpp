@@ -2,7 +2,7 @@
 //   cohort demo [--device auto|cpu|cuda:N] [--epochs N] [--batch N] [--lr X] [--zero 0-3]
 //       trains the small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist); under
 //       mpirun/srun the ranks train it data-parallel (one GPU per local rank, or CPUs)
-//   cohort train [--config configs/x.yaml] [--set section.key=value ...]
+//   cohort train [--config configs/x.yaml] [--set section.key=value ...] [--print-config]
 //       a training run from a YAML config (launch/train_config.hpp), alone or as the
 //       ranks of mpirun/srun; checkpoints, resumes, stops cleanly on SIGTERM/SIGUSR1
 //       (exit 75 = stopped early with a checkpoint: run the same command again)
@@ -230,6 +230,10 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "Train from a YAML config (see configs/)");
   train_cmd->add_option("--config", train_config, "YAML file (configs/*.yaml)");
   train_cmd->add_option("--set", train_overrides, "Override: section.key=value (repeatable)");
+  bool print_config = false;
+  train_cmd->add_flag("--print-config", print_config,
+                      "Print the resolved configuration (every key, as checkpoints store it) "
+                      "and exit without training");
 
   cohort::launch::EvalCommandOptions eval;
   std::string eval_device = "auto";
@@ -343,6 +347,11 @@ int main(int argc, char** argv) {
     if (doctor_cmd->parsed()) return run_doctor(&argc, &argv, doctor_device);
     if (export_cmd->parsed()) {
       cohort::launch::run_export(export_options);
+      return 0;
+    }
+    if (train_cmd->parsed() && print_config) {
+      fmt::print("{}", cohort::launch::to_yaml(
+                           cohort::launch::load_train_config(train_config, train_overrides)));
       return 0;
     }
     if (train_cmd->parsed()) return run_train(&argc, &argv, train_config, train_overrides);
