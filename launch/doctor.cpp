@@ -102,8 +102,12 @@ Check all_reduce_check(comm::Communicator& comm, core::Device device, const std:
                            expected);
     return c;
   }
+  if (world == 1) {  // nothing crosses a link: a time, but no bandwidth
+    c.detail = fmt::format("ok (1 rank; {} MiB in {:.3f} ms)", bytes >> 20, seconds * 1e3);
+    return c;
+  }
   // nccl-tests' bus bandwidth: what each link carries in a ring all-reduce.
-  const double bus = world > 1 ? 2.0 * (world - 1) / world : 1.0;
+  const double bus = 2.0 * (world - 1) / world;
   c.detail = fmt::format("ok ({} ranks; {} MiB in {:.3f} ms, bus bandwidth {:.2f} GB/s)", world,
                          bytes >> 20, seconds * 1e3,
                          seconds > 0 ? bus * static_cast<double>(bytes) / seconds / 1e9 : 0.0);

@@ -22,7 +22,8 @@ TEST(Doctor, EveryRankListedAndTheCollectiveSumsAreRight) {
     return;
   }
   const int world = mpitest::world_size();
-  EXPECT_NE(out.find(fmt::format("all-reduce over MPI (host memory): ok ({} ranks", world)),
+  EXPECT_NE(out.find(fmt::format("all-reduce over MPI (host memory): ok ({} rank{}", world,
+                                 world > 1 ? "s" : "")),
             std::string::npos)
       << out;
   for (int r = 0; r < world; ++r)
