@@ -53,6 +53,13 @@ namespace {
 
 // loss.* as the model takes it (a TrainConfig made in code skips validation, so
 // an unknown method is refused here too).
+// loss.class_weights as cross entropy's weight tensor (undefined when none).
+core::Tensor class_weights_of(const TrainConfig& c) {
+  if (c.class_weights.empty()) return {};
+  return core::Tensor::from_vector(
+      c.class_weights, core::Shape{static_cast<int64_t>(c.class_weights.size())}, core::DType::f32);
+}
+
 core::nn::LossBalancing loss_balancing_of(const TrainConfig& c) {
   using Method = core::nn::LossBalancingMethod;
   core::nn::LossBalancing b;
@@ -85,9 +92,10 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.in_channels = static_cast<int>(in_channels);
     const models::ResNetNodes n = models::add_resnet(graph, image, o);
     // Every class id counts, 255 included (ImageNet has 1000 classes): no ignore label.
-    const core::nn::NodeId loss =
-        graph.add("loss", std::make_unique<core::nn::CrossEntropyLoss>(/*ignore_index=*/-1),
-                  {n.logits, label});
+    const core::nn::NodeId loss = graph.add(
+        "loss",
+        std::make_unique<core::nn::CrossEntropyLoss>(/*ignore_index=*/-1, class_weights_of(c)),
+        {n.logits, label});
     return {n.logits, loss, false};
   }
   if (c.model == "deeplabv3plus") {
@@ -97,11 +105,13 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.backbone_depth = c.depth;
     o.in_channels = static_cast<int>(in_channels);
     o.depth_head = c.depth_head;
+    o.class_weights = class_weights_of(c);
     if (c.depth_head) o.loss_balancing = loss_balancing_of(c);
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);
     return {n.logits, n.loss, true, n.depth, n.seg_loss, n.depth_loss};
   }
-  const models::SmallCnnNodes n = models::add_small_cnn(graph, c.num_classes);
+  const models::SmallCnnNodes n =
+      models::add_small_cnn(graph, c.num_classes, 0.25, class_weights_of(c));
   return {n.logits, n.loss, false};
 }
 

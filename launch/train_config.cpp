@@ -120,6 +120,7 @@ const std::vector<Field>& fields() {
       flag("model", "depth_head", &TrainConfig::depth_head),
       text("model", "pretrained", &TrainConfig::pretrained),
       text("loss", "normalize", &TrainConfig::loss_normalize),
+      numbers("loss", "class_weights", &TrainConfig::class_weights),
       text("loss", "balancing", &TrainConfig::loss_balancing),
       numbers("loss", "weights", &TrainConfig::loss_weights),
       number("loss", "dwa_temperature", &TrainConfig::dwa_temperature),
@@ -210,6 +211,19 @@ void check_one_of(const std::string& value, std::initializer_list<const char*> a
 void validate_loss(const TrainConfig& c) {
   const TrainConfig defaults;
   check_one_of(c.loss_normalize, {"global", "per_rank"}, "loss.normalize");
+  if (!c.class_weights.empty()) {
+    COHORT_CHECK(c.class_weights.size() == static_cast<size_t>(c.num_classes),
+                 fmt::format("config: loss.class_weights needs one weight per class "
+                             "(model.num_classes {}), got {}",
+                             c.num_classes, c.class_weights.size()));
+    bool any = false;
+    for (double w : c.class_weights) {
+      COHORT_CHECK(std::isfinite(w) && w >= 0,
+                   fmt::format("config: loss.class_weights must be finite and >= 0, got {}", w));
+      any = any || w > 0;
+    }
+    COHORT_CHECK(any, "config: loss.class_weights are all 0: nothing would train");
+  }
   check_one_of(c.loss_balancing, {"uncertainty", "fixed", "dwa"}, "loss.balancing");
   auto check_unused = [&](bool is_default, const char* key, const char* needs) {
     COHORT_CHECK(is_default, fmt::format("config: {} is set but only used with {}", key, needs));

@@ -24,7 +24,10 @@
 //               -- pixels not ignored, valid depth -- average over the whole global
 //               batch, so the step is the same however it is split over ranks and
 //               micro-batches; per_rank: each micro-batch of each rank averages its
-//               own, as PyTorch's DistributedDataParallel does); multi-task only
+//               own, as PyTorch's DistributedDataParallel does), class_weights
+//               (cross entropy's weight per class, as PyTorch's `weight`: one per
+//               class, >= 0, not all 0; a YAML list or "1,2,..."; empty: none);
+//               multi-task only
 //               (model.depth_head; an error otherwise): balancing
 //               (uncertainty: learned weights, the default | fixed: sum of w_k L_k
 //               with weights | dwa: Dynamic Weight Average, weights set each epoch
@@ -82,6 +85,7 @@ struct TrainConfig {
   bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced per loss.*
   // loss
   std::string loss_normalize = "global";       // global | per_rank (every model)
+  std::vector<double> class_weights;           // cross entropy: one per class (empty: none)
   std::string loss_balancing = "uncertainty";  // multi-task: uncertainty | fixed | dwa
   std::vector<double> loss_weights;            // fixed: one per task loss (empty: all 1)
   double dwa_temperature = 2.0;                // dwa: T

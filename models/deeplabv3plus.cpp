@@ -132,9 +132,10 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
   x = b.conv("classifier", x, o.decoder_channels, o.num_classes, 1, 1, /*bias=*/true);
 
   out.logits = b.resize_like("upsample", x, out.image);
-  const NodeId seg_loss = graph.add(o.depth_head ? "seg_loss" : "loss",
-                                    std::make_unique<core::nn::CrossEntropyLoss>(o.ignore_index),
-                                    {out.logits, out.label});
+  const NodeId seg_loss =
+      graph.add(o.depth_head ? "seg_loss" : "loss",
+                std::make_unique<core::nn::CrossEntropyLoss>(o.ignore_index, o.class_weights),
+                {out.logits, out.label});
   out.seg_loss = seg_loss;
   out.loss = seg_loss;
   if (!o.depth_head) return out;

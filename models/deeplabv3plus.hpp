@@ -49,7 +49,8 @@ struct DeepLabV3PlusOptions {
   // implementations). 0 keeps the Dropout node as an identity.
   double aspp_dropout = 0.1;
   int ignore_index = 255;
-  int backbone_depth = 50;  // 50 or 101 (bottleneck ResNets: layer1 256, layer4 2048 channels)
+  core::Tensor class_weights;  // cross entropy's per-class weights (f32 [num_classes]; none)
+  int backbone_depth = 50;     // 50 or 101 (bottleneck ResNets: layer1 256, layer4 2048 channels)
   int in_channels = 3;
   // Multi-task (segmentation + depth): a depth head (1x1 conv with bias on the
   // decoder's features, "depth_head.*", upsampled to the input) with a masked L1

@@ -8,7 +8,8 @@ namespace cohort::models {
 
 using namespace core::nn;
 
-SmallCnnNodes add_small_cnn(Graph& g, int num_classes, double dropout) {
+SmallCnnNodes add_small_cnn(Graph& g, int num_classes, double dropout,
+                            const core::Tensor& class_weights) {
   SmallCnnNodes n;
   n.image = g.input("image");
   n.label = g.input("label");
@@ -35,8 +36,8 @@ SmallCnnNodes add_small_cnn(Graph& g, int num_classes, double dropout) {
   x = g.add("dropout", std::make_unique<Dropout>(dropout), {x});
   n.logits = g.add("fc2", std::make_unique<Linear>(128, num_classes), {x});
   // Classification: every class id counts (no ignore label).
-  n.loss =
-      g.add("loss", std::make_unique<CrossEntropyLoss>(/*ignore_index=*/-1), {n.logits, n.label});
+  n.loss = g.add("loss", std::make_unique<CrossEntropyLoss>(/*ignore_index=*/-1, class_weights),
+                 {n.logits, n.label});
   return n;
 }
 

@@ -10,6 +10,8 @@ struct SmallCnnNodes {
 };
 
 // Graph inputs: "image" [N, 28, 28, 1] f32, "label" [N] (u8/i32/i64).
-SmallCnnNodes add_small_cnn(core::nn::Graph& graph, int num_classes = 10, double dropout = 0.25);
+// class_weights: cross entropy's per-class weights (f32 [num_classes]; undefined: none).
+SmallCnnNodes add_small_cnn(core::nn::Graph& graph, int num_classes = 10, double dropout = 0.25,
+                            const core::Tensor& class_weights = {});
 
 }  // namespace cohort::models

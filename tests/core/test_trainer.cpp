@@ -522,6 +522,57 @@ TEST(ModelSetup, ClassificationCountsClass255) {
   }
 }
 
+// loss.class_weights reach every model's cross entropy (PyTorch's `weight`: the
+// weighted mean over counted labels), and bad weight lists are errors.
+TEST(ModelSetup, ClassWeightsWeighTheCrossEntropy) {
+  for (const char* kind : {"small_cnn", "resnet", "deeplabv3plus"}) {
+    SCOPED_TRACE(kind);
+    TrainConfig c;
+    c.model = kind;
+    c.num_classes = 4;
+    c.depth = std::string(kind) == "resnet" ? 18 : 50;
+    c.class_weights = {0.5, 2.0, 1.0, 3.0};
+    core::nn::Graph graph;
+    const ModelNodes nodes = add_model(graph, c, 1);
+    graph.build(core::Device::cpu(), 3);
+    core::Context ctx;
+    const int64_t side = nodes.dense ? 32 : 28;
+    const core::Tensor image =
+        cohort::testing::random_tensor(core::Shape{2, side, side, 1}, 5, -1, 1, core::DType::f32);
+    std::vector<double> ids(nodes.dense ? static_cast<size_t>(2 * side * side) : 2);
+    for (size_t i = 0; i < ids.size(); ++i)
+      ids[i] = static_cast<double>(i % 4);
+    const core::Tensor label =
+        nodes.dense ? core::Tensor::from_vector(ids, core::Shape{2, side, side}, core::DType::u8)
+                    : core::Tensor::from_vector(ids, core::Shape{2}, core::DType::i32);
+    graph.forward(ctx, {{"image", image}, {"label", label}}, {.training = false},
+                  {nodes.logits, nodes.loss});
+    const core::Tensor weights = core::Tensor::from_vector(c.class_weights, core::Shape{4});
+    const double expected =
+        core::ops::softmax_cross_entropy(ctx, graph.output(nodes.logits), label,
+                                         weights.cast_cpu(core::DType::f32), nodes.dense ? 255 : -1)
+            .item();
+    EXPECT_NEAR(graph.output(nodes.loss).item(), expected, 1e-5 * std::abs(expected));
+    EXPECT_GT(
+        std::abs(expected - core::ops::softmax_cross_entropy(ctx, graph.output(nodes.logits), label,
+                                                             {}, nodes.dense ? 255 : -1)
+                                .item()),
+        1e-4)
+        << "the weights change the loss";
+  }
+  auto error_with = [](std::vector<std::string> sets) {
+    sets.insert(sets.begin(), {"data.train=t", "model.num_classes=3"});
+    return error_of([&] { load_train_config("", sets); });
+  };
+  EXPECT_NE(error_with({"loss.class_weights=1,2"}).find("one weight per class"), std::string::npos);
+  EXPECT_NE(error_with({"loss.class_weights=1,-2,1"}).find(">= 0"), std::string::npos);
+  EXPECT_NE(error_with({"loss.class_weights=0,0,0"}).find("all 0"), std::string::npos);
+  EXPECT_EQ(
+      load_train_config("", {"data.train=t", "model.num_classes=3", "loss.class_weights=1,2.5,0"})
+          .class_weights,
+      (std::vector<double>{1, 2.5, 0}));
+}
+
 // `cohort doctor` alone: the build, the libraries it runs on, no ranks, and a
 // passing report (exit status 0).
 TEST(Doctor, AloneReportsTheLibrariesAndPasses) {
