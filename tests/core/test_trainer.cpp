@@ -450,7 +450,7 @@ TEST(TrainConfig, LossBalancingKeysParseRoundTripAndUnusedOnesAreErrors) {
   EXPECT_TRUE(d.loss_weights.empty());
   EXPECT_EQ(d.dwa_temperature, 0.5);
   EXPECT_EQ(to_yaml(parse_train_config(to_yaml(d), "resolved")), to_yaml(d));
-  EXPECT_NE(to_yaml(d).find("weights: []"), std::string::npos) << to_yaml(d);
+  EXPECT_NE(to_yaml(d).find("\n  weights: []"), std::string::npos) << to_yaml(d);
 
   // Each mistake names the key.
   auto error_with = [&](std::vector<std::string> overrides) {

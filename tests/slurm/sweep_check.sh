@@ -4,8 +4,10 @@
 # on the PATH that prints the command it was given. Checks: array task k gets
 # line k of the sweep file (comments and blank lines skipped) as --set
 # overrides after the user's, and its own run directory unless the line names
-# one; a task without a line, a malformed setting and a sweep outside an array
-# job are refused with exit 2 and a message.
+# one (under the user's run.out_dir when given); Windows line ends and trailing
+# comments are dropped; a task without a line, a malformed or quoted setting, a
+# sweep outside an array job and a line changed under a started task are
+# refused with exit 2 and a message.
 #   sweep_check.sh   (exit 0 passed, 1 failed)
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,4 +67,23 @@ echo "optimizer.lr" > "$tmp/bad.txt"
 out=$(run_task 0 COHORT_SWEEP=bad.txt)
 refused "a malformed setting" $?
 expect "a malformed setting is refused" "$out" "'optimizer.lr' is not section.key=value"
+printf 'optimizer.lr=0.3 # fast\r\n\r\n# note\r\noptimizer.lr=0.4\r\n' > "$tmp/crlf.txt"
+out=$(run_task 1 COHORT_SWEEP=crlf.txt SLURM_ARRAY_JOB_ID=97)
+expect "CRLF lines and trailing comments" "$out" "--set optimizer.lr=0.4 --set run.out_dir=runs/sweep-97/1$"
+out=$(run_task 0 COHORT_SWEEP=crlf.txt SLURM_ARRAY_JOB_ID=97)
+expect "a trailing comment goes" "$out" "--set optimizer.lr=0.3 --set run.out_dir=runs/sweep-97/0$"
+echo 'run.name="my' > "$tmp/quoted.txt"
+out=$(run_task 0 COHORT_SWEEP=quoted.txt)
+refused "a quoted setting" $?
+expect "a quoted setting is refused" "$out" "quotes are not supported"
+# The user's run.out_dir is the sweep's base (resubmitting with it resumes).
+out=$(cd "$tmp" && env PATH="$tmp/bin:$PATH" SLURM_JOB_ID=100 SLURM_ARRAY_JOB_ID=98 \
+  SLURM_ARRAY_TASK_ID=1 COHORT="$tmp/cohort" COHORT_SWEEP=sweep.txt \
+  bash "$script" c.yaml --set run.out_dir=runs/old 2>&1)
+expect "under the user's run.out_dir" "$out" "--set optimizer.weight_decay=1e-4 --set run.out_dir=runs/old/1$"
+# A requeued task whose line changed in the file stops.
+sed -i 's/optimizer.lr=0.02/optimizer.lr=0.03/' "$tmp/sweep.txt"
+out=$(run_task 1)
+refused "a changed line under a started task" $?
+expect "a changed line is refused" "$out" "this run started with 'optimizer.lr=0.02"
 exit $failed
