@@ -98,9 +98,9 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  m_path = (std::filesystem::path(dir) /
-            fmt::format("events.out.tfevents.{}.{:06d}.{}.{}.{}", now / 1000000, now % 1000000,
-                        host_name(), getpid(), serial++))
+  m_path = (std::filesystem::path(dir) / fmt::format("events.out.tfevents.{}.{:06d}.{}.{}.{}",
+                                                     now / 1000000, now % 1000000, host_name(),
+                                                     getpid(), serial++))
                .string();
   m_file = std::fopen(m_path.c_str(), "wb");
   COHORT_CHECK(m_file != nullptr,
