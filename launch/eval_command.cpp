@@ -63,13 +63,7 @@ PredictionOutput prediction_output(const EvalCommandOptions& o, const data::Shar
 EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device, TrainRanks ranks) {
   refuse_model_overrides(o.overrides);
   const core::io::CheckpointData data = core::io::read_checkpoint(o.checkpoint);
-  const auto text = data.strings.find("config");
-  COHORT_CHECK(text != data.strings.end() && !text->second.empty(),
-               fmt::format("eval: {} holds no training config (it was not written by `cohort "
-                           "train`)",
-                           o.checkpoint));
-  TrainConfig c =
-      parse_train_config(text->second, o.checkpoint + " (its stored config)", o.overrides);
+  TrainConfig c = checkpoint_train_config(data.strings, o.checkpoint, "eval", o.overrides);
   if (!o.shards.empty()) c.eval_shards = o.shards;
   COHORT_CHECK(!c.eval_shards.empty(),
                fmt::format("eval: {} was trained without data.eval: name the set with --shards",

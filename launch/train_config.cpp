@@ -442,6 +442,17 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   return c;
 }
 
+TrainConfig checkpoint_train_config(const std::map<std::string, std::string>& checkpoint_strings,
+                                    const std::string& path, const std::string& command,
+                                    const std::vector<std::string>& overrides) {
+  const auto text = checkpoint_strings.find("config");
+  COHORT_CHECK(text != checkpoint_strings.end() && !text->second.empty(),
+               fmt::format("{}: {} holds no training config (it was not written by `cohort "
+                           "train`)",
+                           command, path));
+  return parse_train_config(text->second, path + " (its stored config)", overrides);
+}
+
 std::string to_yaml(const TrainConfig& config) {
   // Every value is written as text and read back through the same parsers.
   YAML::Emitter out;

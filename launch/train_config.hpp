@@ -63,6 +63,7 @@
 //               evaluation so far, best.json says which; needs data.eval; empty: off)
 //   log:        every_steps, eval_every_steps (0: evaluate at the end only)
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -132,6 +133,13 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
 // The same from YAML text (e.g. the config a checkpoint holds); errors name `source`.
 TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source,
                                const std::vector<std::string>& overrides = {});
+
+// The config a `cohort train` checkpoint stores (its "config" string), parsed with
+// `overrides`; `command` ("eval", "export") names the caller in the error when the
+// checkpoint holds none.
+TrainConfig checkpoint_train_config(const std::map<std::string, std::string>& checkpoint_strings,
+                                    const std::string& path, const std::string& command,
+                                    const std::vector<std::string>& overrides = {});
 
 // The resolved configuration as YAML (stored in checkpoints, printed at start);
 // load_train_config of this text gives the same TrainConfig.
