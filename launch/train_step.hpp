@@ -35,9 +35,9 @@ struct StepSettings {
   // Losses over valid elements (cross entropy with an ignore label, masked
   // regression) average over the whole global batch, every micro-batch of
   // every rank, not over each micro-batch alone: the step is then the same
-  // however the batch is split (loss.normalize: global). Costs one all-reduce
-  // of a few floats per step with ranks; nothing with one rank and one
-  // micro-batch.
+  // however the batch is split (loss.normalize: global). Costs, with ranks, one
+  // all-reduce of a single float per such loss and step (two for multi-task);
+  // nothing with one rank and one micro-batch.
   bool whole_batch_mean = true;
 };
 
