@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -108,13 +109,19 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
       synthetic_batch(c, nodes, rows, height, width, channels,
                       c.seed * 1000003 + static_cast<uint64_t>(rank), device, ctx);
   const auto inputs = step_inputs(ctx, batch, nodes, compute, c.micro_batches);
+  std::optional<TaskGradients> task_gradients;
+  if (uses_task_gradients(c))
+    task_gradients.emplace(ctx, graph,
+                           std::vector<core::nn::NodeId>{nodes.seg_loss, nodes.depth_loss},
+                           nodes.loss, engine, task_gradient_settings(c));
   StepPhases phases(device);
   bool measure_phases = false;
   auto step = [&] {
     run_train_step(ctx, graph, nodes, engine, scaler, inputs,
                    {.lr = c.lr,
                     .grad_clip_norm = c.grad_clip_norm,
-                    .whole_batch_mean = c.loss_normalize == "global"},
+                    .whole_batch_mean = c.loss_normalize == "global",
+                    .task_gradients = task_gradients ? &*task_gradients : nullptr},
                    measure_phases ? &phases : nullptr);
   };
   std::vector<double> forward_ms, backward_ms, update_ms;

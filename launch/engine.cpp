@@ -69,6 +69,18 @@ core::Tensor TrainingEngine::gradients() {
   return m_graph.flat_grads();
 }
 
+bool TrainingEngine::gradients_sharded() const {
+  return m_zero && m_zero->stage() >= 2;
+}
+
+int64_t TrainingEngine::gradient_offset() const {
+  return gradients_sharded() ? m_zero->layout().shard_size * m_zero->rank() : 0;
+}
+
+int TrainingEngine::rank() const {
+  return m_grads != nullptr ? m_grads->rank() : 0;
+}
+
 double TrainingEngine::exposed_comm_seconds() {
   return m_zero ? m_zero->exposed_comm_seconds() : 0.0;
 }

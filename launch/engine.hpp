@@ -45,6 +45,12 @@ class TrainingEngine {
   core::Tensor clip_grad_norm(core::Context& ctx, double max_norm);
   // The reduced gradients this rank updates from (the loss scaler's unscale).
   core::Tensor gradients();
+  // Where gradients() starts in the flat parameter order: rank * S at ZeRO
+  // stages 2/3 (each rank holds its S-element shard, zero past the last
+  // parameter), else 0 (every rank holds all of them, the same values).
+  int64_t gradient_offset() const;
+  bool gradients_sharded() const;
+  int rank() const;
   void step(core::Context& ctx, double lr, const core::Tensor& skip = {});
   // Gradient communication backward did not hide (0 alone; see
   // DataParallel::exposed_comm_seconds).

@@ -67,9 +67,14 @@ core::nn::LossBalancing loss_balancing_of(const TrainConfig& c) {
     b.method = Method::fixed;
   else if (c.loss_balancing == "dwa")
     b.method = Method::dwa;
+  else if (c.loss_balancing == "pcgrad")
+    b.method = Method::pcgrad;
+  else if (c.loss_balancing == "gradnorm")
+    b.method = Method::gradnorm;
   else
     COHORT_CHECK(c.loss_balancing == "uncertainty",
-                 fmt::format("train: loss.balancing must be uncertainty, fixed or dwa, got '{}'",
+                 fmt::format("train: loss.balancing must be uncertainty, fixed, dwa, pcgrad or "
+                             "gradnorm, got '{}'",
                              c.loss_balancing));
   b.weights = c.loss_weights;
   b.temperature = c.dwa_temperature;

@@ -124,6 +124,9 @@ const std::vector<Field>& fields() {
       text("loss", "balancing", &TrainConfig::loss_balancing),
       numbers("loss", "weights", &TrainConfig::loss_weights),
       number("loss", "dwa_temperature", &TrainConfig::dwa_temperature),
+      number("loss", "gradnorm_alpha", &TrainConfig::gradnorm_alpha),
+      number("loss", "gradnorm_lr", &TrainConfig::gradnorm_lr),
+      text("loss", "gradnorm_layer", &TrainConfig::gradnorm_layer),
       text("data", "train", &TrainConfig::train_shards),
       text("data", "eval", &TrainConfig::eval_shards),
       number("data", "batch", &TrainConfig::batch),
@@ -224,7 +227,8 @@ void validate_loss(const TrainConfig& c) {
     }
     COHORT_CHECK(any, "config: loss.class_weights are all 0: nothing would train");
   }
-  check_one_of(c.loss_balancing, {"uncertainty", "fixed", "dwa"}, "loss.balancing");
+  check_one_of(c.loss_balancing, {"uncertainty", "fixed", "dwa", "pcgrad", "gradnorm"},
+               "loss.balancing");
   auto check_unused = [&](bool is_default, const char* key, const char* needs) {
     COHORT_CHECK(is_default, fmt::format("config: {} is set but only used with {}", key, needs));
   };
@@ -234,12 +238,30 @@ void validate_loss(const TrainConfig& c) {
     check_unused(c.loss_weights.empty(), "loss.weights", needs);
     check_unused(c.dwa_temperature == defaults.dwa_temperature, "loss.dwa_temperature", needs);
   }
-  check_unused(c.loss_weights.empty() || c.loss_balancing == "fixed", "loss.weights",
-               "loss.balancing fixed");
+  check_unused(
+      c.loss_weights.empty() || c.loss_balancing == "fixed" || c.loss_balancing == "pcgrad",
+      "loss.weights", "loss.balancing fixed or pcgrad");
   check_unused(c.dwa_temperature == defaults.dwa_temperature || c.loss_balancing == "dwa",
                "loss.dwa_temperature", "loss.balancing dwa");
+  const bool gradnorm = c.loss_balancing == "gradnorm";
+  check_unused(c.gradnorm_alpha == defaults.gradnorm_alpha || gradnorm, "loss.gradnorm_alpha",
+               "loss.balancing gradnorm");
+  check_unused(c.gradnorm_lr == defaults.gradnorm_lr || gradnorm, "loss.gradnorm_lr",
+               "loss.balancing gradnorm");
+  check_unused(c.gradnorm_layer.empty() || gradnorm, "loss.gradnorm_layer",
+               "loss.balancing gradnorm");
   COHORT_CHECK(c.dwa_temperature > 0 && std::isfinite(c.dwa_temperature),
                fmt::format("config: loss.dwa_temperature must be > 0, got {}", c.dwa_temperature));
+  COHORT_CHECK(c.gradnorm_alpha >= 0 && std::isfinite(c.gradnorm_alpha),
+               fmt::format("config: loss.gradnorm_alpha must be >= 0, got {}", c.gradnorm_alpha));
+  COHORT_CHECK(c.gradnorm_lr > 0 && std::isfinite(c.gradnorm_lr),
+               fmt::format("config: loss.gradnorm_lr must be > 0, got {}", c.gradnorm_lr));
+  if (c.loss_balancing == "pcgrad" || gradnorm)
+    COHORT_CHECK(c.micro_batches == 1,
+                 fmt::format("config: loss.balancing {} takes one backward per task from the "
+                             "same forward, so data.micro_batches must be 1, got {} (each "
+                             "micro-batch would need a gradient buffer per task)",
+                             c.loss_balancing, c.micro_batches));
   if (c.loss_weights.empty()) return;
   const size_t tasks = 2;  // deeplabv3plus with depth_head: segmentation, depth
   COHORT_CHECK(c.loss_weights.size() == tasks,

@@ -31,9 +31,18 @@
 //               (model.depth_head; an error otherwise): balancing
 //               (uncertainty: learned weights, the default | fixed: sum of w_k L_k
 //               with weights | dwa: Dynamic Weight Average, weights set each epoch
-//               from how fast each task loss fell), weights (fixed: one per task
-//               loss, segmentation then depth, >= 0; a YAML list or "1,0.5"; empty:
-//               all 1), dwa_temperature (dwa: T > 0, default 2)
+//               from how fast each task loss fell | pcgrad: fixed weights, the task
+//               gradients on the shared layers projected apart where they conflict |
+//               gradnorm: weights learned so that the tasks' gradient norms on the
+//               last shared layer train at similar rates; pcgrad and gradnorm take
+//               one backward (and one gradient reduction) per task and need
+//               data.micro_batches 1), weights (fixed, pcgrad: one per task loss,
+//               segmentation then depth, >= 0; a YAML list or "1,0.5"; empty: all
+//               1), dwa_temperature (dwa: T > 0, default 2), gradnorm_alpha
+//               (asymmetry, >= 0, default 1.5), gradnorm_lr (Adam's rate for the
+//               weights, > 0, default 0.025), gradnorm_layer (the node whose
+//               parameters' gradient norms are compared; empty: the last layer with
+//               a weight matrix that every task uses)
 //   data:       train, eval (shard-set directories), batch (global), threads,
 //               prefetch, augment (none|standard; classification), image_size
 //               (classification crop with standard augmentation), crop_height,
@@ -87,9 +96,12 @@ struct TrainConfig {
   // loss
   std::string loss_normalize = "global";       // global | per_rank (every model)
   std::vector<double> class_weights;           // cross entropy: one per class (empty: none)
-  std::string loss_balancing = "uncertainty";  // multi-task: uncertainty | fixed | dwa
-  std::vector<double> loss_weights;            // fixed: one per task loss (empty: all 1)
+  std::string loss_balancing = "uncertainty";  // multi-task: uncertainty|fixed|dwa|pcgrad|gradnorm
+  std::vector<double> loss_weights;            // fixed, pcgrad: one per task loss (empty: all 1)
   double dwa_temperature = 2.0;                // dwa: T
+  double gradnorm_alpha = 1.5;                 // gradnorm: asymmetry
+  double gradnorm_lr = 0.025;                  // gradnorm: Adam's learning rate for the weights
+  std::string gradnorm_layer;                  // gradnorm: node name (empty: automatic)
   // data
   std::string train_shards, eval_shards;  // eval: optional
   int64_t batch = 64;                     // global, split evenly over the ranks

@@ -135,9 +135,16 @@ StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const Mode
       phases->forward.end(stream);
       phases->backward.begin(stream);
     }
-    engine.prepare(ctx, accumulate, last);
-    graph.backward(ctx, {{nodes.loss, seed}}, accumulate);
-    engine.finish(ctx);
+    if (settings.task_gradients != nullptr) {
+      COHORT_CHECK(k_total == 1,
+                   "train: per-task gradients (loss.balancing pcgrad, gradnorm) "
+                   "need one micro-batch per step");
+      settings.task_gradients->backward(ctx, seed);
+    } else {
+      engine.prepare(ctx, accumulate, last);
+      graph.backward(ctx, {{nodes.loss, seed}}, accumulate);
+      engine.finish(ctx);
+    }
     if (phases) phases->backward.end(stream);
     add(sums.loss, nodes.loss);
     if (multitask) {
@@ -152,6 +159,9 @@ StepLosses run_train_step(core::Context& ctx, core::nn::Graph& graph, const Mode
   }
   if (settings.grad_clip_norm > 0) engine.clip_grad_norm(ctx, settings.grad_clip_norm);
   engine.step(ctx, settings.lr, scaler.skip_flag());
+  if (settings.task_gradients != nullptr)
+    settings.task_gradients->after_step(ctx, scaler.enabled() ? scaler.seed() : Tensor(),
+                                        scaler.skip_flag());
   scaler.update(ctx);
   if (phases) phases->update.end(stream);
   if (k_total == 1) return sums;

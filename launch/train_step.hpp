@@ -16,6 +16,7 @@
 #include "data/loader.hpp"
 #include "launch/engine.hpp"
 #include "launch/model_setup.hpp"
+#include "launch/task_gradients.hpp"
 
 namespace cohort::launch {
 
@@ -39,6 +40,9 @@ struct StepSettings {
   // all-reduce of a single float per such loss and step (two for multi-task);
   // nothing with one rank and one micro-batch.
   bool whole_batch_mean = true;
+  // loss.balancing pcgrad | gradnorm: one backward per task and their combination
+  // (one micro-batch only); nullptr: one backward from the model's loss.
+  TaskGradients* task_gradients = nullptr;
 };
 
 // The step's losses as device scalars (f32 [1]), means over its micro-batches;

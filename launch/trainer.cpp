@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "comm/data_parallel.hpp"
 #include "comm/step_timer.hpp"
@@ -158,6 +159,20 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
   if (dwa != nullptr && world > 1) {
     dwa_reducer = comm::make_stats_reducer(*ranks.grads);
     dwa->set_reducer(dwa_reducer.get());
+  }
+  // loss.balancing pcgrad | gradnorm: one backward per task, combined.
+  std::optional<TaskGradients> task_gradients;
+  if (uses_task_gradients(c)) {
+    task_gradients.emplace(ctx, graph,
+                           std::vector<core::nn::NodeId>{nodes.seg_loss, nodes.depth_loss},
+                           nodes.loss, engine, task_gradient_settings(c));
+    if (talk)
+      fmt::print(
+          "{}: {} of {} parameters shared by both tasks{}\n", c.loss_balancing,
+          task_gradients->shared_parameters(), graph.num_parameters(),
+          task_gradients->gradnorm_layer().empty()
+              ? std::string()
+              : fmt::format("; gradient norms compared on '{}'", task_gradients->gradnorm_layer()));
   }
   core::optim::LossScalerConfig lc;
   lc.enabled = compute == DType::f16;
@@ -305,7 +320,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                        step_inputs(ctx, *batch, nodes, compute, c.micro_batches),
                        {.lr = lr,
                         .grad_clip_norm = c.grad_clip_norm,
-                        .whole_batch_mean = c.loss_normalize == "global"});
+                        .whole_batch_mean = c.loss_normalize == "global",
+                        .task_gradients = task_gradients ? &*task_gradients : nullptr});
     timer.add_exposed_comm(engine.exposed_comm_seconds());
     timer.end_step();
     ++result.steps;
@@ -352,6 +368,13 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
         tasks_text = fmt::format(" (seg {:.4f}, depth {:.4f})", seg, depth);
         record.push_back({"seg_loss", {seg}, {}});
         record.push_back({"depth_loss", {depth}, {}});
+      }
+      if (c.depth_head && c.loss_balancing == "gradnorm") {
+        // The same on every rank (computed from all-reduced norms and losses).
+        auto* weights = dynamic_cast<core::nn::WeightedLossSum*>(graph.layer(nodes.loss));
+        const std::vector<double> w = weights->weights(ctx).to_vector(ctx.stream());
+        tasks_text += fmt::format(" weights {:.3f}/{:.3f}", w.at(0), w.at(1));
+        record.push_back({"loss_weights", w, {"seg", "depth"}});
       }
       // Tensor memory at its peak since the last record (the pool's counters on
       // a GPU): what decides whether a larger batch would fit.

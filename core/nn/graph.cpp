@@ -241,7 +241,8 @@ void Graph::finish_layer_grads(Context& ctx, Node& node, bool accumulate) {
   }
 }
 
-void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumulate) {
+void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumulate,
+                     bool keep_saved) {
   check_built("backward");
   COHORT_CHECK(!seeds.empty(), "Graph::backward: no loss given");
   const size_t n = m_nodes.size();
@@ -249,7 +250,7 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
   COHORT_CHECK(!m_backward_done,
                "Graph::backward: this forward's saved tensors were already used by a backward; "
                "run forward again (backward from several losses at once: pass them together)");
-  m_backward_done = true;
+  m_backward_done = !keep_saved;
   for (size_t i : m_frozen_since)
     if (!m_params[i].trainable && m_params[i].grad.defined()) m_params[i].grad.zero_(ctx.stream());
   m_frozen_since.clear();
@@ -311,7 +312,7 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
       throw Error(fmt::format("in backward of layer '{}' ({}): {}", node.name, node.layer->kind(),
                               e.what()));
     }
-    m_saved[k].clear();  // free what forward kept, as early as possible
+    if (!keep_saved) m_saved[k].clear();  // free what forward kept, as early as possible
     grads[k] = Tensor();
     for (size_t j = 0; j < node.inputs.size() && j < input_grads.size(); ++j) {
       const NodeId in = node.inputs[j];
@@ -347,6 +348,7 @@ void Graph::backward(Context& ctx, const std::vector<Seed>& seeds, bool accumula
     if (m_after_layer) m_after_layer(ctx, id, *node.layer, true);
     if (m_hook) m_hook(ready);
   }
+  if (keep_saved) return;
   for (Saved& s : m_saved)
     s.clear();
 }

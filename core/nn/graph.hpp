@@ -57,11 +57,16 @@ class Graph {
   // Backward from the given scalar nodes (losses), each seeded with its gradient
   // (1-element f32 tensor on the graph's device; undefined = 1). Only these losses
   // contribute. accumulate: add into parameter gradients instead of overwriting.
+  // keep_saved: leave the forward's saved tensors in place for another backward
+  // from the same forward (per-task gradients: one backward per task loss, then
+  // the last one without keep_saved frees them). No layer's backward changes what
+  // its forward saved, so each of these backwards is what it would be alone.
   struct Seed {
     NodeId node;
     Tensor grad;
   };
-  void backward(Context& ctx, const std::vector<Seed>& seeds, bool accumulate = false);
+  void backward(Context& ctx, const std::vector<Seed>& seeds, bool accumulate = false,
+                bool keep_saved = false);
 
   // Called during backward with a layer's trainable parameters once their
   // gradients are final (and, at the end of backward, for layers that the chosen
@@ -138,6 +143,8 @@ class Graph {
   // trainable parameter or an input that depends on one (backward skips the
   // others, hooks included). Follows set_trainable.
   std::vector<bool> nodes_needing_grad() const;
+  // Per node: whether it is one of `nodes` or an input (direct or not) of one.
+  std::vector<bool> ancestors_of(const std::vector<NodeId>& nodes) const;
   Device device() const { return m_device; }
   DType compute_dtype() const { return m_compute; }
 
@@ -152,7 +159,6 @@ class Graph {
   void check_built(const char* what) const;
   // Whether `p` has its own 16-bit compute copy (else compute aliases value).
   bool has_compute_copy(const Parameter& p) const { return m_compute != DType::f32 && !p.keep_f32; }
-  std::vector<bool> ancestors_of(const std::vector<NodeId>& nodes) const;
   void finish_layer_grads(Context& ctx, Node& node, bool accumulate);
 
   std::vector<Node> m_nodes;

@@ -68,13 +68,27 @@ std::unique_ptr<WeightedLossSum> WeightedLossSum::dwa(int num_losses, double tem
   return std::unique_ptr<WeightedLossSum>(new WeightedLossSum(num_losses, temperature));
 }
 
+std::unique_ptr<WeightedLossSum> WeightedLossSum::gradnorm(int num_losses) {
+  std::unique_ptr<WeightedLossSum> layer(
+      new WeightedLossSum(std::vector<double>(static_cast<size_t>(num_losses), 1.0)));
+  layer->m_gradnorm = true;
+  return layer;
+}
+
+Tensor& WeightedLossSum::gradnorm_state() {
+  COHORT_CHECK(m_gradnorm, "WeightedLossSum::gradnorm_state: the weights are not GradNorm's");
+  return buffer(1).value;
+}
+
 std::vector<BufferSpec> WeightedLossSum::buffer_specs() const {
+  if (m_gradnorm)
+    return {{"weights", Shape{m_n}, Init::ones}, {"gradnorm", Shape{4, m_n}, Init::zeros}};
   if (!m_dwa) return {};
   return {{"weights", Shape{m_n}, Init::ones}, {"dwa_stats", Shape{3, m_n + 1}, Init::zeros}};
 }
 
 const Tensor& WeightedLossSum::weights_on(Context& ctx) {
-  if (m_dwa) return buffer(0).value;
+  if (m_dwa || m_gradnorm) return buffer(0).value;
   // Uploaded once; the host copy stays alive, so the copy may still be in flight.
   if (!m_device_weights.defined() || m_device_weights.device() != ctx.device())
     m_device_weights = m_host_weights.to(ctx.device(), ctx.stream());
@@ -153,7 +167,8 @@ NodeId add_balanced_loss(Graph& graph, const std::string& name, std::vector<Node
   switch (b.method) {
     case LossBalancingMethod::uncertainty:
       return graph.add(name, std::make_unique<UncertaintyWeighting>(n), std::move(losses));
-    case LossBalancingMethod::fixed: {
+    case LossBalancingMethod::fixed:
+    case LossBalancingMethod::pcgrad: {
       std::vector<double> weights = b.weights;
       if (weights.empty()) weights.assign(static_cast<size_t>(n), 1.0);
       COHORT_CHECK(static_cast<int>(weights.size()) == n,
@@ -164,6 +179,8 @@ NodeId add_balanced_loss(Graph& graph, const std::string& name, std::vector<Node
     }
     case LossBalancingMethod::dwa:
       return graph.add(name, WeightedLossSum::dwa(n, b.temperature), std::move(losses));
+    case LossBalancingMethod::gradnorm:
+      return graph.add(name, WeightedLossSum::gradnorm(n), std::move(losses));
   }
   COHORT_FAIL(fmt::format("loss balancing '{}': unknown method", name));
 }

@@ -7,6 +7,12 @@
 //   dwa          Dynamic Weight Average (Liu, Johns and Davison, CVPR 2019): the
 //                same weighted sum, with weights set once per epoch from how fast
 //                each task's epoch-mean loss fell over the two epochs before
+//   pcgrad       PCGrad (Yu et al., NeurIPS 2020): fixed weights, and the
+//                shared parameters' task gradients projected apart where they
+//                conflict (launch/task_gradients: one backward per task)
+//   gradnorm     GradNorm (Chen et al., ICML 2018): weights learned each step so
+//                that the tasks' gradient norms on the last shared layer train
+//                at similar rates (launch/task_gradients)
 //
 // Weights that are not trained live on the device and the weighted sum reads them
 // there, so a step never waits for the host. DWA's whole state is kept as graph
@@ -18,6 +24,10 @@
 //                                   losses, then the count they are over; row 1: the
 //                                   last finished epoch's mean losses, then its count;
 //                                   row 2: the same for the epoch before (count 0: none)
+// GradNorm's likewise:
+//   "<node>.weights"   [K]     the weights (ones at the start; they sum to K)
+//   "<node>.gradnorm"  [4, K]  rows: each task's first loss L(0) (0: none yet),
+//                              Adam's m and v of the weights, [3][0] the update count
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,11 +37,11 @@
 
 namespace cohort::core::nn {
 
-enum class LossBalancingMethod { uncertainty, fixed, dwa };
+enum class LossBalancingMethod { uncertainty, fixed, dwa, pcgrad, gradnorm };
 
 struct LossBalancing {
   LossBalancingMethod method = LossBalancingMethod::uncertainty;
-  std::vector<double> weights;  // fixed: one per loss, >= 0; empty: all 1
+  std::vector<double> weights;  // fixed, pcgrad: one per loss, >= 0; empty: all 1
   double temperature = 2.0;     // dwa: T (large T: weights near 1)
 };
 
@@ -52,6 +62,8 @@ class WeightedLossSum : public Layer {
   explicit WeightedLossSum(std::vector<double> weights);
   // Dynamic Weight Average over `num_losses` losses with temperature T > 0.
   static std::unique_ptr<WeightedLossSum> dwa(int num_losses, double temperature);
+  // GradNorm's weights over `num_losses` losses, set by launch/task_gradients.
+  static std::unique_ptr<WeightedLossSum> gradnorm(int num_losses);
 
   std::string kind() const override { return "WeightedLossSum"; }
   int num_inputs() const override { return m_n; }
@@ -63,6 +75,11 @@ class WeightedLossSum : public Layer {
   std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
 
   bool is_dwa() const { return m_dwa; }
+  bool is_gradnorm() const { return m_gradnorm; }
+  // The weights the sum uses now, f32 [K] on ctx's device.
+  const Tensor& weights(Context& ctx) { return weights_on(ctx); }
+  // GradNorm: the "<node>.gradnorm" buffer (see the top of this file).
+  Tensor& gradnorm_state();
   double temperature() const { return m_temperature; }
   // Data parallelism (DWA): each step's losses are summed over the ranks before
   // they are added (one small all-reduce per step), so every rank holds the same
@@ -84,6 +101,7 @@ class WeightedLossSum : public Layer {
 
   int m_n = 0;
   bool m_dwa = false;
+  bool m_gradnorm = false;
   double m_temperature = 2.0;
   Tensor m_host_weights;    // fixed: f32 [K] on the CPU
   Tensor m_device_weights;  // fixed: the same on the device the layer runs on
@@ -91,7 +109,8 @@ class WeightedLossSum : public Layer {
 };
 
 // Adds the node `name` that combines `losses` per `balancing` into the loss to
-// train on: UncertaintyWeighting (parameter "<name>.log_vars") or WeightedLossSum.
+// train on: UncertaintyWeighting (parameter "<name>.log_vars") or WeightedLossSum
+// (pcgrad: with its fixed weights; the projection is the step's business).
 // Throws when the number of fixed weights does not match the losses.
 NodeId add_balanced_loss(Graph& graph, const std::string& name, std::vector<NodeId> losses,
                          const LossBalancing& balancing);

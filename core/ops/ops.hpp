@@ -222,6 +222,71 @@ std::vector<Tensor> weighted_loss_sum_backward(Context& ctx, const Tensor& dtota
 // each of the n losses and sums[n] += 1 (the count). sums: [n + 1], the losses' dtype.
 void accumulate_loss_sums(Context& ctx, const std::vector<Tensor>& losses, Tensor& sums);
 
+// ---- per-task gradients (loss.balancing pcgrad | gradnorm) -------------------------
+// A multi-task step can take one backward per task and keep each task's gradient
+// g_t (f32 [n], flat, all the same n). mask: u8 [n], one byte per element whose
+// bits say which parameter set the element belongs to (bit 0: shared by every
+// task; bit 1: GradNorm's layer); `bits` selects the elements an op treats as
+// "in the set": (mask[e] & bits) != 0.
+//
+// Gram matrix over the selected elements: f32 [T * T] with
+//   gram[i * T + j] = sum_e g_i[e] * g_j[e],   T = grads.size() in 1..kMaxBalancedLosses,
+// accumulated in double on the CPU; on CUDA in float block partials added in a
+// fixed order in double (the same inputs give the same bits). Slices of the flat buffers give
+// partial Gram matrices that sum to the whole one (ranks each take a part).
+Tensor task_gram(Context& ctx, const std::vector<Tensor>& grads, const Tensor& mask, uint8_t bits);
+
+// PCGrad (Yu et al., NeurIPS 2020) on the selected elements, from the Gram matrix
+// of the unweighted task gradients and the task weights w (f32 [T], >= 0): for
+// the weighted gradients h_t = w_t g_t, each h_i is projected, against every other
+// task j in the order i+1, ..., T-1, 0, ..., i-1 (the paper shuffles; with two
+// tasks order does not matter), onto the normal plane of the original h_j when
+// they conflict:
+//   if h_i' . h_j < 0 and |h_j|^2 > 0:  h_i' -= (h_i' . h_j) / |h_j|^2 * h_j
+// and sum_i h_i' = sum_t coeff[t] * g_t. Returns coeff, f32 [T] (every h_i' is a
+// combination of the h_t, so the dot products come from the Gram matrix alone).
+// Non-finite Gram entries give non-finite coefficients (an fp16 overflow then
+// shows in the combined gradient and skips the step).
+Tensor pcgrad_coefficients(Context& ctx, const Tensor& gram, const Tensor& weights);
+
+// out[e] = sum_t c_t * g_t[e],  c = in_set[t] where (mask[e] & bits) != 0, else
+// out_of_set[t]; in_set, out_of_set: f32 [T]. out: f32 [n]; it may be one of grads
+// (each element is read before it is written).
+void combine_task_gradients(Context& ctx, const std::vector<Tensor>& grads, const Tensor& mask,
+                            uint8_t bits, const Tensor& in_set, const Tensor& out_of_set,
+                            Tensor& out);
+
+// GradNorm (Chen et al., ICML 2018): one update of the task weights from the
+// gradient norms on the chosen layer (all on the device). weights w: f32 [T]
+// (sum T; they start at 1; a graph buffer, hence apart from the rest of the
+// state, which starts at 0). state: f32 [4, T]:
+//   row 0  L(0)      each task's loss at the first update (0: not yet seen)
+//   row 1  m, row 2 v  Adam moments of w
+//   row 3  [0] the number of updates so far (Adam's bias correction)
+// gram: f32 [T * T] over the layer's elements of the UNWEIGHTED task gradients
+// times scale^2 (diagonal = squared norms); scale: f32 [1] (the fp16 loss scale;
+// undefined = 1). loss_sums: f32 [T + 1], the task losses summed over the ranks
+// and then the rank count (accumulate_loss_sums' layout, all-reduced).
+// L_t = loss_sums[t] / loss_sums[T] (the mean over the ranks), rounded to f32 as
+// L(0) stores it, so the first update's ratios are exactly 1; a task whose L(0)
+// is not positive counts as training at the mean rate (ratio 1).
+// With n_t = sqrt(gram_tt) / scale, G_t = w_t n_t, r_t = (L_t / L_t(0)) / mean_k(L_k / L_k(0)):
+//   target_t = mean_k(G_k) * r_t^alpha   (a constant for the gradient)
+//   d/dw_t sum_k |G_k - target_k| = sign(G_t - target_t) * n_t
+// then one Adam step on w (lr, beta1, beta2, eps; no weight decay), w clamped at
+// >= 0 and rescaled to sum to T (all 1 when the sum is not positive). Nothing
+// changes when skip (f32 [1], the loss scaler's flag; undefined = never) is
+// non-zero or a norm or loss is not finite. The first update sets L(0) and, since
+// every r_t is then 1, still moves w towards equal G_t.
+struct GradNormArgs {
+  double alpha = 1.5;
+  double lr = 0.025;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+void gradnorm_update(Context& ctx, Tensor& weights, Tensor& state, const Tensor& gram,
+                     const Tensor& loss_sums, const Tensor& scale, const Tensor& skip,
+                     const GradNormArgs& args);
+
 // ---- reductions -------------------------------------------------------------------
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);

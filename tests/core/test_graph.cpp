@@ -127,6 +127,22 @@ TEST(Graph, BackwardFromOneLossLeavesTheOtherHeadAtZeroAndSumsAreLinear) {
   expect_close("g(a) + g(b) == g(a + b)", ops::add(ctx, ga, gb), both, 1e-6, 1e-7);
 }
 
+// Per-task gradients: backwards from one forward, each from its own loss, give
+// what each would give after its own forward; the last one (without keep_saved)
+// frees the saved tensors, so a further backward is refused.
+TEST(Graph, KeepSavedAllowsOneBackwardPerLossFromOneForward) {
+  TwoHeads net;
+  const Tensor ga = net.grads_for({{net.loss_a, Tensor()}});
+  const Tensor gb = net.grads_for({{net.loss_b, Tensor()}});
+  Context ctx;
+  net.g.forward(ctx, {{"x", random_tensor(Shape{4, 6}, 5, -1, 1, DType::f32)}}, {.training = true});
+  net.g.backward(ctx, {{net.loss_a, Tensor()}}, false, /*keep_saved=*/true);
+  EXPECT_EQ(net.g.flat_grads().to_vector(), ga.to_vector());
+  net.g.backward(ctx, {{net.loss_b, Tensor()}});
+  EXPECT_EQ(net.g.flat_grads().to_vector(), gb.to_vector());
+  EXPECT_THROW(net.g.backward(ctx, {{net.loss_a, Tensor()}}), Error);
+}
+
 TEST(Graph, FrozenParametersGetNoGradientNoHookAndNoUpdate) {
   TwoHeads net;
   EXPECT_EQ(net.g.set_trainable("trunk", false), 2);

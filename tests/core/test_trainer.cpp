@@ -459,9 +459,31 @@ TEST(TrainConfig, LossBalancingKeysParseRoundTripAndUnusedOnesAreErrors) {
   const std::string count = error_with({"loss.weights=1,2,3"});
   EXPECT_NE(count.find("loss.weights"), std::string::npos) << count;
   EXPECT_NE(count.find("one weight per task loss"), std::string::npos) << count;
-  const std::string method = error_with({"loss.balancing=gradnorm"});
+  const std::string method = error_with({"loss.balancing=mgda"});
   EXPECT_NE(method.find("loss.balancing"), std::string::npos) << method;
-  EXPECT_NE(method.find("uncertainty, fixed, dwa"), std::string::npos) << method;
+  EXPECT_NE(method.find("uncertainty, fixed, dwa, pcgrad, gradnorm"), std::string::npos) << method;
+  // pcgrad and gradnorm: their own keys, one backward per task from one forward.
+  const TrainConfig g =
+      load_train_config(dir.file("fixed.yaml"),
+                        {"loss.balancing=gradnorm", "loss.weights=", "loss.gradnorm_alpha=0.5",
+                         "loss.gradnorm_lr=0.01", "loss.gradnorm_layer=decoder.conv2"});
+  EXPECT_EQ(g.gradnorm_alpha, 0.5);
+  EXPECT_EQ(g.gradnorm_lr, 0.01);
+  EXPECT_EQ(g.gradnorm_layer, "decoder.conv2");
+  EXPECT_EQ(to_yaml(parse_train_config(to_yaml(g), "resolved")), to_yaml(g));
+  EXPECT_EQ(load_train_config(dir.file("fixed.yaml"), {"loss.balancing=pcgrad"}).loss_weights,
+            (std::vector<double>{1, 0.5}))
+      << "pcgrad takes fixed weights";
+  const std::string alpha = error_with({"loss.gradnorm_alpha=2"});
+  EXPECT_NE(alpha.find("loss.gradnorm_alpha is set but only used with loss.balancing gradnorm"),
+            std::string::npos)
+      << alpha;
+  EXPECT_NE(error_with({"loss.balancing=gradnorm", "loss.weights=", "loss.gradnorm_lr=0"})
+                .find("loss.gradnorm_lr must be > 0"),
+            std::string::npos);
+  const std::string micro =
+      error_with({"loss.balancing=pcgrad", "data.batch=4", "data.micro_batches=2"});
+  EXPECT_NE(micro.find("data.micro_batches must be 1"), std::string::npos) << micro;
   for (const char* key : {"loss.balancing=fixed", "loss.weights=1", "loss.dwa_temperature=3"}) {
     const std::string single = error_of([&] { load_train_config("", {"data.train=s", key}); });
     EXPECT_NE(single.find(std::string(key).substr(0, std::string(key).find('='))),
@@ -717,6 +739,58 @@ TEST(TrainerMultiTask, DwaWeightsFollowTheEpochMeansAndResumeBitwise) {
   EXPECT_EQ(resumed.steps, 12);
   EXPECT_EQ(resumed.steps_this_run, 5);
   expect_same_training_state(straight.checkpoint, resumed.checkpoint);
+}
+
+// loss.balancing pcgrad and gradnorm on the multi-task DeepLab: both train
+// (PCGrad: different from the plain weighted sum), GradNorm logs weights that
+// move and sum to 2 and keeps its state in the checkpoint, and a run stopped
+// and resumed ends bitwise equal to an uninterrupted one (GradNorm's L(0), Adam
+// moments and weights included).
+TEST(TrainerMultiTask, PcGradAndGradNormTrainAndResumeBitwise) {
+  cohort::testing::TempDir dir("cohort-taskgrad");
+  convert_scenes(dir, "multitask");
+  auto config = [&](const std::string& balancing, const std::string& run) {
+    TrainConfig c = deeplab_config(dir, run);
+    c.depth_head = true;
+    c.loss_balancing = balancing;
+    c.eval_shards.clear();
+    c.log_every = 1;
+    return c;
+  };
+  const TrainResult fixed = run_training(config("fixed", "fixed"), core::Device::cpu());
+  for (const std::string balancing : {"pcgrad", "gradnorm"}) {
+    SCOPED_TRACE(balancing);
+    const TrainResult straight = run_training(config(balancing, balancing), core::Device::cpu());
+    ASSERT_EQ(straight.steps, 3);
+    EXPECT_TRUE(std::isfinite(straight.final_loss));
+    const auto state = core::io::read_checkpoint(straight.checkpoint).tensors;
+    const auto plain = core::io::read_checkpoint(fixed.checkpoint).tensors;
+    EXPECT_NE(state.at("model/backbone.conv1.weight").to_vector(),
+              plain.at("model/backbone.conv1.weight").to_vector())
+        << "the same steps as the plain weighted sum";
+    if (balancing == "gradnorm") {
+      std::ifstream metrics(dir.file(balancing) + "/metrics.jsonl");
+      int lines = 0;
+      for (std::string line; std::getline(metrics, line); ++lines) {
+        const std::vector<double> w = json_list(line, "loss_weights");
+        ASSERT_EQ(w.size(), 2u) << line;
+        EXPECT_NEAR(w[0] + w[1], 2.0, 1e-5) << line;
+        EXPECT_NE(w[0], 1.0) << line;
+      }
+      EXPECT_EQ(lines, 3);
+      const std::vector<double> gn = state.at("model/loss.gradnorm").to_vector();
+      ASSERT_EQ(gn.size(), 8u);
+      EXPECT_GT(gn[0], 0.0) << "L(0) kept";
+      EXPECT_EQ(gn[6], 3.0) << "three updates counted";
+    }
+    TrainConfig sliced = config(balancing, balancing + "-sliced");
+    sliced.stop_after_steps = 2;
+    EXPECT_TRUE(run_training(sliced, core::Device::cpu()).stopped);
+    sliced.stop_after_steps = 0;
+    const TrainResult resumed = run_training(sliced, core::Device::cpu());
+    EXPECT_EQ(resumed.steps, 3);
+    expect_same_training_state(straight.checkpoint, resumed.checkpoint);
+  }
 }
 
 // checkpoint.keep_best: checkpoint-best.h5 holds the state at the best mIoU of

@@ -80,6 +80,14 @@ Tensor weighted_loss_sum(Context& ctx, const std::vector<Tensor>& losses, const 
 std::vector<Tensor> weighted_loss_sum_backward(Context& ctx, const Tensor& dtotal,
                                                const Tensor& weights);
 void accumulate_loss_sums(Context& ctx, const std::vector<Tensor>& losses, Tensor& sums);
+Tensor task_gram(Context& ctx, const std::vector<Tensor>& grads, const Tensor& mask, uint8_t bits);
+Tensor pcgrad_coefficients(Context& ctx, const Tensor& gram, const Tensor& weights);
+void combine_task_gradients(Context& ctx, const std::vector<Tensor>& grads, const Tensor& mask,
+                            uint8_t bits, const Tensor& in_set, const Tensor& out_of_set,
+                            Tensor& out);
+void gradnorm_update(Context& ctx, Tensor& weights, Tensor& state, const Tensor& gram,
+                     const Tensor& loss_sums, const Tensor& scale, const Tensor& skip,
+                     const GradNormArgs& args);
 Tensor sum(Context& ctx, const Tensor& x);  // 1-element f32 (f64 for f64 input)
 Tensor mean(Context& ctx, const Tensor& x);
 Tensor sum_backward(Context& ctx, const Tensor& dloss, const Shape& x_shape, DType dtype);
