@@ -8,7 +8,8 @@
 # The whole script takes longer than one device call may run (10 min): run it as
 # two calls (PART=1, then PART=2; the second reuses the build on a warm machine):
 #   PART=1: build, doctor, gpu tests, cuDNN paths, demos (NCCL, ZeRO-2/3), stack benches
-#   PART=2: training-step benches, the multi-task run + eval, the data benchmark
+#   PART=2: training-step benches, the multi-task run + eval, the data benchmark,
+#           what per-task gradients (pcgrad, gradnorm) cost
 # SKIP_TESTS=1, SKIP_DEMO=1, SKIP_BENCH=1, SKIP_TRAIN_BENCH=1, SKIP_TRAIN=1,
 # SKIP_DATA=1 leave single parts out. BUDGET_S (default 540) is the call's time
 # budget: a section that would start after it is skipped (and says so), so the
@@ -188,6 +189,20 @@ if [[ "${SKIP_DATA:-0}" != 1 ]] && section "data benchmark"; then
   timeout 180 python3 tools/bench_torch_dataloader.py --frames /tmp/cohort-bench-data/frames \
     --workers 16 > "$logs/bench-data-torch.log" 2>&1
   log "torch data: $(tail -2 "$logs/bench-data-torch.log" | tr '\n' ' ')"
+  pack
+fi
+if [[ "${SKIP_TRAIN_BENCH:-0}" != 1 ]] && section "multi-task balancing benchmark"; then
+  # What per-task gradients cost (loss.balancing pcgrad/gradnorm: one backward
+  # and one reduction per task) against one backward (uncertainty), same model.
+  mt="--set model.kind=deeplabv3plus --set model.num_classes=19 --set model.depth_head=true"
+  mt+=" --set data.batch=8 --set data.crop_height=512 --set data.crop_width=1024"
+  mt+=" --set run.dtype=bf16 --set run.device=cuda:0 --iters 10"
+  for balancing in uncertainty pcgrad gradnorm; do
+    # shellcheck disable=SC2086
+    timeout 100 build/gpu/launch/cohort bench train $mt --set loss.balancing=$balancing \
+      > "$logs/bench-train-mt-$balancing.log" 2>&1
+    log "cohort train step multi-task $balancing: $(grep -E "$train_lines" "$logs/bench-train-mt-$balancing.log" | tr '\n' ' ')"
+  done
   pack
 fi
 log "total: $(( $(date +%s) - start )) s"
