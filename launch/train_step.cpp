@@ -26,6 +26,8 @@ class WholeBatchMeans {
                   const std::vector<StepInputs>& parts) {
     const int k_total = static_cast<int>(parts.size());
     const double parts_total = static_cast<double>(k_total) * engine.world_size();
+    std::vector<std::pair<core::nn::ValidMeanLoss*, std::vector<Tensor>>> locals;
+    std::vector<Tensor> totals;
     for (const core::nn::NodeId node : losses) {
       auto* loss = dynamic_cast<core::nn::ValidMeanLoss*>(graph.layer(node));
       if (loss == nullptr) continue;
@@ -48,11 +50,26 @@ class WholeBatchMeans {
         total = total.defined() ? core::ops::add(ctx, total, local.back())
                                 : local.back().clone(ctx.stream());
       }
-      if (core::ops::StatsReducer* ranks = engine.rank_sum()) ranks->all_reduce_sum(ctx, total);
+      locals.emplace_back(loss, std::move(local));
+      totals.push_back(total);
+    }
+    if (totals.empty()) return;
+    // Every loss's total over the ranks in one all-reduce (packed: [L + 1], the
+    // last entry a count nobody reads).
+    if (core::ops::StatsReducer* ranks = engine.rank_sum()) {
+      const int64_t n = static_cast<int64_t>(totals.size());
+      Tensor packed =
+          Tensor::zeros(core::Shape{n + 1}, core::DType::f32, graph.device(), ctx.stream());
+      core::ops::accumulate_loss_sums(ctx, totals, packed);
+      ranks->all_reduce_sum(ctx, packed);
+      for (int64_t i = 0; i < n; ++i)
+        totals[static_cast<size_t>(i)] = packed.slice(i, i + 1);
+    }
+    for (size_t i = 0; i < locals.size(); ++i) {
       std::vector<Tensor> shares;
-      for (const Tensor& l : local)
-        shares.push_back(core::ops::normaliser_share(ctx, l, total, parts_total));
-      m_losses.push_back({loss, std::move(shares)});
+      for (const Tensor& l : locals[i].second)
+        shares.push_back(core::ops::normaliser_share(ctx, l, totals[i], parts_total));
+      m_losses.push_back({locals[i].first, std::move(shares)});
     }
   }
   ~WholeBatchMeans() {

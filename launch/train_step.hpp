@@ -37,7 +37,7 @@ struct StepSettings {
   // regression) average over the whole global batch, every micro-batch of
   // every rank, not over each micro-batch alone: the step is then the same
   // however the batch is split (loss.normalize: global). Costs, with ranks, one
-  // all-reduce of a single float per such loss and step (two for multi-task);
+  // all-reduce per step of one float per such loss (two for multi-task);
   // nothing with one rank and one micro-batch.
   bool whole_batch_mean = true;
   // loss.balancing pcgrad | gradnorm: one backward per task and their combination
