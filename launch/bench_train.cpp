@@ -144,7 +144,8 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
     measure_phases = i >= o.warmup;
     const auto t0 = Clock::now();
     step();
-    timer.add_exposed_comm(engine.exposed_comm_seconds());
+    timer.add_exposed_comm(task_gradients ? task_gradients->exposed_comm_seconds()
+                                          : engine.exposed_comm_seconds());
     ctx.synchronize();
     timer.end_step();
     if (i < o.warmup) continue;

@@ -22,6 +22,12 @@ bool has_weight_matrix(core::nn::Layer& layer) {
   return false;
 }
 
+bool has_trainable(core::nn::Layer& layer) {
+  for (const core::nn::Parameter* p : layer.params())
+    if (p->trainable) return true;
+  return false;
+}
+
 }  // namespace
 
 bool uses_task_gradients(const TrainConfig& config) {
@@ -72,9 +78,10 @@ TaskGradients::TaskGradients(core::Context& ctx, core::nn::Graph& graph, std::ve
       norm_node = graph.node(settings.gradnorm_layer);
       core::nn::Layer* layer = graph.layer(norm_node);
       COHORT_CHECK(
-          layer != nullptr && shared[static_cast<size_t>(norm_node)] && !layer->params().empty(),
-          fmt::format("loss.gradnorm_layer '{}' must be a layer with parameters that "
-                      "every task uses",
+          layer != nullptr && shared[static_cast<size_t>(norm_node)] && has_trainable(*layer),
+          fmt::format("loss.gradnorm_layer '{}' must be a layer with trainable "
+                      "parameters that every task uses (a frozen one has no gradient "
+                      "to compare)",
                       settings.gradnorm_layer));
     } else {
       for (NodeId k = graph.num_nodes(); k-- > 0;) {
@@ -163,14 +170,14 @@ void TaskGradients::backward(core::Context& ctx, const Tensor& seed) {
     Tensor g = Tensor::empty(core::Shape{tt}, core::DType::f32, m_graph.device(), ctx.stream());
     gram(kShared, g);
     if (ranks != nullptr) ranks->all_reduce_sum(ctx, g);
+    // Last: the combination overwrites the last task's gradient.
     const Tensor coeff = core::ops::pcgrad_coefficients(ctx, g, weights);
     core::ops::combine_task_gradients(ctx, grads, m_mask, kShared, coeff, weights, out);
     return;
   }
-  // GradNorm: the weighted sum with this step's weights, and what after_step()
-  // needs: the Gram matrix on its layer and the task losses, summed over ranks
-  // in one all-reduce.
-  core::ops::combine_task_gradients(ctx, grads, m_mask, kShared, weights, weights, out);
+  // GradNorm: what after_step() needs -- the Gram matrix on its layer and the
+  // task losses, summed over ranks in one all-reduce -- and then the weighted sum
+  // with this step's weights (last: it overwrites the last task's gradient).
   const int64_t n64 = static_cast<int64_t>(n);
   m_reduced =
       Tensor::zeros(core::Shape{tt + n64 + 1}, core::DType::f32, m_graph.device(), ctx.stream());
@@ -181,6 +188,14 @@ void TaskGradients::backward(core::Context& ctx, const Tensor& seed) {
   Tensor sums = m_reduced.slice(tt, tt + n64 + 1);
   core::ops::accumulate_loss_sums(ctx, losses, sums);
   if (ranks != nullptr) ranks->all_reduce_sum(ctx, m_reduced);
+  core::ops::combine_task_gradients(ctx, grads, m_mask, kShared, weights, weights, out);
+}
+
+double TaskGradients::exposed_comm_seconds() {
+  double total = 0;
+  for (size_t t = 0; t < m_tasks.size(); ++t)
+    total += m_engine.exposed_comm_seconds();
+  return total;
 }
 
 void TaskGradients::after_step(core::Context& ctx, const Tensor& scale, const Tensor& skip) {

@@ -60,6 +60,11 @@ class TaskGradients {
   // (undefined = 1). A no-op for pcgrad.
   void after_step(core::Context& ctx, const core::Tensor& scale, const core::Tensor& skip);
 
+  // The step's gradient communication that backward did not hide: one
+  // measurement per task pass (TrainingEngine::exposed_comm_seconds), summed.
+  // Call once per step instead of the engine's.
+  double exposed_comm_seconds();
+
   // The node whose parameters GradNorm compares (empty for pcgrad), and how many
   // parameters are shared by every task.
   const std::string& gradnorm_layer() const { return m_gradnorm_layer; }

@@ -322,7 +322,8 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                         .grad_clip_norm = c.grad_clip_norm,
                         .whole_batch_mean = c.loss_normalize == "global",
                         .task_gradients = task_gradients ? &*task_gradients : nullptr});
-    timer.add_exposed_comm(engine.exposed_comm_seconds());
+    timer.add_exposed_comm(task_gradients ? task_gradients->exposed_comm_seconds()
+                                          : engine.exposed_comm_seconds());
     timer.end_step();
     ++result.steps;
     ++result.steps_this_run;

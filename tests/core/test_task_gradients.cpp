@@ -14,6 +14,7 @@
 #include "launch/engine.hpp"
 #include "launch/task_gradients.hpp"
 #include "launch/train_step.hpp"
+#include "tests/support/gradnorm_reference.hpp"
 #include "tests/support/two_task_nodes.hpp"
 
 namespace cohort::launch {
@@ -49,23 +50,28 @@ TrainConfig plain_sgd() {
 
 using testing::nodes_of;
 
-// Each task's gradient alone at the parameters `net` has now.
-std::vector<Vec> task_gradients_by_hand(testing::TwoTaskNet& net, const StepInputs& batch) {
+// Each task's gradient alone at the parameters `net` has now (and, into
+// `losses` when given, each task's loss).
+std::vector<Vec> task_gradients_by_hand(testing::TwoTaskNet& net, const StepInputs& batch,
+                                        Vec* losses = nullptr) {
   core::Context ctx(core::Device::cpu());
   std::vector<Vec> out;
+  if (losses != nullptr) losses->clear();
   for (core::nn::NodeId loss : {net.seg_loss, net.depth_loss}) {
     net.graph.forward(ctx, batch, {.training = true}, {net.seg_loss, net.depth_loss});
     net.graph.backward(ctx, {{loss, Tensor()}});
     out.push_back(net.graph.flat_grads().to_vector());
+    if (losses != nullptr) losses->push_back(net.graph.output(loss).item());
   }
   return out;
 }
 
-// Whether flat element e belongs to a layer both tasks use (conv, trunk).
+// Whether flat element e belongs to a layer both tasks use (conv, bn, trunk).
 std::vector<bool> shared_elements(const testing::TwoTaskNet& net) {
   std::vector<bool> shared(static_cast<size_t>(net.graph.num_parameters()), false);
   for (const core::nn::Parameter& p : net.graph.parameters())
-    if (p.name.rfind("conv.", 0) == 0 || p.name.rfind("trunk.", 0) == 0)
+    if (p.name.rfind("conv.", 0) == 0 || p.name.rfind("bn.", 0) == 0 ||
+        p.name.rfind("trunk.", 0) == 0)
       for (int64_t e = 0; e < p.shape.numel(); ++e)
         shared[static_cast<size_t>(p.offset + e)] = true;
   return shared;
@@ -96,7 +102,9 @@ struct Engine {
 TEST(TaskGradients, PcGradStepEqualsTheProjectionByHand) {
   const Vec w = {1.0, 0.5};
   const core::nn::LossBalancing balancing = balancing_of(Method::pcgrad, w);
-  testing::TwoTaskNet net(balancing), twin(balancing);
+  // BatchNorm in the trunk: its backward runs once per task from one forward.
+  testing::TwoTaskNet net(balancing, 23, core::Device::cpu(), core::DType::f32, true);
+  testing::TwoTaskNet twin(balancing, 23, core::Device::cpu(), core::DType::f32, true);
   core::Context ctx(core::Device::cpu());
   Engine run(ctx, net, Method::pcgrad);
   const std::vector<bool> shared = shared_elements(net);
@@ -133,12 +141,14 @@ TEST(TaskGradients, PcGradStepEqualsTheProjectionByHand) {
     }
   }
   EXPECT_GE(conflicts, 1) << "the batches never made the tasks conflict: the test shows nothing";
-  EXPECT_EQ(run.tasks.shared_parameters(), 2 * 9 * 4 + 4 + 4 * 4 + 4);
+  EXPECT_EQ(run.tasks.shared_parameters(), 2 * 9 * 4 + 4 + 2 * 4 + 4 * 4 + 4);
 }
 
 TEST(TaskGradients, GradNormWeighsTheTasksAndMovesTheWeightsByItsRule) {
   const core::nn::LossBalancing balancing = balancing_of(Method::gradnorm);
-  testing::TwoTaskNet net(balancing), twin(balancing);
+  // BatchNorm in the trunk: its backward runs once per task from one forward.
+  testing::TwoTaskNet net(balancing, 23, core::Device::cpu(), core::DType::f32, true);
+  testing::TwoTaskNet twin(balancing, 23, core::Device::cpu(), core::DType::f32, true);
   core::Context ctx(core::Device::cpu());
   constexpr double kWeightLr = 0.05;
   Engine run(ctx, net, Method::gradnorm, kWeightLr);
@@ -151,26 +161,36 @@ TEST(TaskGradients, GradNormWeighsTheTasksAndMovesTheWeightsByItsRule) {
       for (int64_t e = 0; e < p.shape.numel(); ++e)
         trunk[static_cast<size_t>(p.offset + e)] = true;
 
+  // The weights each step must end with: GradNorm's rule (written out in
+  // double in tests/support) on the norms of each task's own gradient on the
+  // trunk and the task losses, both worked out here.
+  core::ops::GradNormArgs args;
+  args.lr = kWeightLr;
+  testing::GradNormReference reference(2, args);
   Vec weights = {1.0, 1.0};
-  for (int step = 0; step < 2; ++step) {
+  for (int step = 0; step < 4; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
     const StepInputs batch = testing::two_task_batch(step, 4);
     const Vec before = net.graph.flat_params().to_vector();
     twin.graph.flat_params().copy_from(net.graph.flat_params());
-    const std::vector<Vec> g = task_gradients_by_hand(twin, batch);
+    Vec losses;
+    const std::vector<Vec> g = task_gradients_by_hand(twin, batch, &losses);
     run.step(ctx, net, batch);
     const Vec after = net.graph.flat_params().to_vector();
     for (size_t e = 0; e < after.size(); ++e) {
       const double expected = before[e] - kLr * (weights[0] * g[0][e] + weights[1] * g[1][e]);
-      ASSERT_NEAR(after[e], expected, 1e-6 + 1e-5 * std::abs(expected))
-          << "step " << step << ", element " << e;
+      ASSERT_NEAR(after[e], expected, 1e-6 + 1e-5 * std::abs(expected)) << "element " << e;
     }
+    const double n0 = std::sqrt(dot(g[0], g[0], trunk));
+    const double n1 = std::sqrt(dot(g[1], g[1], trunk));
+    reference.update({n0, n1}, {losses[0], losses[1], 1.0});
     const Vec now = layer->weights(ctx).to_vector();
+    for (size_t t = 0; t < 2; ++t)
+      EXPECT_NEAR(now[t], reference.w[t], 1e-5) << "task " << t;
     if (step == 0) {
       // All r_t are 1 at the first update, so the target is the mean norm: the
       // task with the larger gradient on the trunk loses weight. Adam's first
       // step moves each weight by its rate (the sum stays 2).
-      const double n0 = std::sqrt(dot(g[0], g[0], trunk));
-      const double n1 = std::sqrt(dot(g[1], g[1], trunk));
       ASSERT_NE(n0, n1);
       const double sign = n0 > n1 ? 1.0 : -1.0;
       EXPECT_NEAR(now[0], 1.0 - sign * kWeightLr, 1e-6);
@@ -183,7 +203,7 @@ TEST(TaskGradients, GradNormWeighsTheTasksAndMovesTheWeightsByItsRule) {
   ASSERT_EQ(state.size(), 8u);
   EXPECT_GT(state[0], 0.0) << "L(0) of segmentation kept";
   EXPECT_GT(state[1], 0.0) << "L(0) of depth kept";
-  EXPECT_EQ(state[6], 2.0) << "two updates counted";
+  EXPECT_EQ(state[6], 4.0) << "four updates counted";
 }
 
 TEST(TaskGradients, MisuseIsRefusedWithTheReason) {
@@ -213,6 +233,14 @@ TEST(TaskGradients, MisuseIsRefusedWithTheReason) {
   });
   EXPECT_NE(unshared.find("loss.gradnorm_layer 'seg'"), std::string::npos) << unshared;
   EXPECT_NE(unshared.find("every task uses"), std::string::npos) << unshared;
+  // A frozen layer has no gradient to compare: the weights would never move.
+  net.graph.set_trainable("trunk.", false);
+  head.gradnorm_layer = "trunk";
+  const std::string frozen = error_of([&] {
+    TaskGradients t(ctx, net.graph, {net.seg_loss, net.depth_loss}, net.loss, engine2, head);
+  });
+  EXPECT_NE(frozen.find("frozen"), std::string::npos) << frozen;
+  net.graph.set_trainable("trunk.", true);
 
   // Two micro-batches would need a gradient buffer per task and micro-batch.
   TaskGradients tasks(ctx, net.graph, {net.seg_loss, net.depth_loss}, net.loss, engine2,

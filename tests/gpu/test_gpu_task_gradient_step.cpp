@@ -30,7 +30,8 @@ Result train(Context& ctx, Method method, int steps, DType compute = DType::f32,
   core::nn::LossBalancing balancing;
   balancing.method = method;
   if (method == Method::pcgrad) balancing.weights = {1.0, 0.5};
-  testing::TwoTaskNet net(balancing, 23, ctx.device(), compute);
+  // BatchNorm in the trunk (cuDNN's on the GPU): two backwards from its one forward.
+  testing::TwoTaskNet net(balancing, 23, ctx.device(), compute, /*batch_norm=*/true);
   const launch::ModelNodes nodes = testing::nodes_of(net);
   launch::TrainConfig config;
   config.momentum = 0.9;

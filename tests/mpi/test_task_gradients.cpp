@@ -33,7 +33,10 @@ Trained train(Method method, bool ranks, int zero_stage = 0) {
   core::nn::LossBalancing balancing;
   balancing.method = method;
   if (method == Method::pcgrad) balancing.weights = {1.0, 0.5};
-  testing::TwoTaskNet net(balancing);
+  // BatchNorm (synchronised over the ranks) in the trunk: its backward, which
+  // all-reduces too, runs once per task from the same forward.
+  testing::TwoTaskNet net(balancing, 23, core::Device::cpu(), core::DType::f32,
+                          /*batch_norm=*/true);
   const ModelNodes nodes = testing::nodes_of(net);
   TrainConfig config;
   config.momentum = 0.9;

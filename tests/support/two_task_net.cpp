@@ -13,7 +13,7 @@ using core::Shape;
 using core::Tensor;
 
 TwoTaskNet::TwoTaskNet(const core::nn::LossBalancing& balancing, uint64_t seed, core::Device device,
-                       core::DType compute) {
+                       core::DType compute, bool batch_norm) {
   using namespace core::nn;
   const NodeId image = graph.input("image");
   const NodeId label = graph.input("label");
@@ -25,7 +25,14 @@ TwoTaskNet::TwoTaskNet(const core::nn::LossBalancing& balancing, uint64_t seed, 
   c.bias = true;
   c.geometry.pad_h = c.geometry.pad_w = 1;
   NodeId h = graph.add("conv", std::make_unique<Conv2d>(c), {image});
-  h = graph.add("relu", std::make_unique<ReLU>(), {h});
+  if (batch_norm) {
+    BatchNormOptions bn;
+    bn.channels = 4;
+    bn.relu = true;
+    h = graph.add("bn", std::make_unique<BatchNorm2d>(bn), {h});
+  } else {
+    h = graph.add("relu", std::make_unique<ReLU>(), {h});
+  }
   Conv2dOptions point;
   point.in_channels = 4;
   point.out_channels = 4;

@@ -1,7 +1,7 @@
 #pragma once
 // A small dense two-task network for tests of multi-task training: a shared
-// trunk (3x3 conv, ReLU, 1x1 conv, ReLU) feeding a segmentation head (3 classes,
-// cross entropy with ignore label 255) and a depth head (masked L1), their losses
+// trunk (3x3 conv, ReLU -- or BatchNorm with fused ReLU --, 1x1 conv, ReLU) feeding a segmentation
+// head (3 classes, cross entropy with ignore label 255) and a depth head (masked L1), their losses
 // combined by `balancing`. Inputs: "image" [N, 6, 6, 2] f32, "label" [N, 6, 6] u8,
 // "depth" [N, 6, 6, 1] f32, "depth_valid" [N, 6, 6, 1] u8; two_task_batch() makes
 // them with very different numbers of counted pixels per image.
@@ -19,7 +19,7 @@ struct TwoTaskNet {
 
   explicit TwoTaskNet(const core::nn::LossBalancing& balancing = {}, uint64_t seed = 23,
                       core::Device device = core::Device::cpu(),
-                      core::DType compute = core::DType::f32);
+                      core::DType compute = core::DType::f32, bool batch_norm = false);
 };
 
 inline constexpr int64_t kTwoTaskSide = 6;
