@@ -28,6 +28,16 @@ with depth 0 (as the loader writes) and half with a far, wrong depth, so only th
 can exclude them. depth_head.* and loss.log_vars go to a small safetensors file of
 their own, so the segmentation-only graph still imports the main file strictly.
 
+PCGrad case (group "pcgrad_grad", attributes on group "pcgrad"): the multi-task model
+from the same initial state and inputs, depth targets mirrored about the prediction
+(so that the tasks conflict; with the originals they agree), the task losses weighted
+PCGRAD_WEIGHTS and combined by PCGrad (Yu et al., NeurIPS 2020): each task's gradient
+taken alone by autograd, the parameters both tasks reach (shared) found from which
+gradients autograd returns, and on those the two weighted gradients projected off
+each other where their dot product is negative; elsewhere plain sums. The attributes
+record the dot product and squared norms over the shared parameters (the C++ test
+requires a conflict, or the projection would not be tested).
+
 Usage: /usr/bin/python3 tests/parity/make_deeplab_golden.py OUT_DIR
 writes OUT_DIR/deeplabv3plus.safetensors, OUT_DIR/deeplabv3plus_multitask_head.safetensors
 and OUT_DIR/deeplabv3plus_golden.h5.
@@ -58,6 +68,7 @@ IGNORE = 255
 LOG_VARS = (0.5, -0.25)  # exact in float32; task weights 0.5 exp(-s): 0.303 and 0.642
 DEPTH_BIAS = 3.0  # depth head bias: predictions of a few metres, like real scenes
 DEPTH_MIN_GAP = 0.1  # metres between each target and PyTorch's prediction
+PCGRAD_WEIGHTS = (1.0, 0.5)  # segmentation, depth
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -251,6 +262,46 @@ def write_multitask_case(f, mt, x, label):
     f[g + "depth_loss"] = depth_loss.detach().numpy().reshape(1)
     f[g + "loss"] = total.detach().numpy().reshape(1)
     write_gradients(f, "multitask_grad", mt)
+    return target, valid
+
+
+def write_pcgrad_case(f, mt, x, label, target, valid):
+    """One PCGrad step's combined gradient (see the module docstring)."""
+    mt.train()
+    logits, depth = multitask_forward(mt, x)
+    # The multi-task case's targets mirrored about the prediction (the same gaps on
+    # the other side): with them the two tasks' gradients conflict (with the
+    # originals their dot product is positive), which is what PCGrad acts on.
+    mirrored = (2 * depth.detach() - target).float().double()
+    target = torch.where(valid > 0, mirrored, target)
+    losses = (F.cross_entropy(logits, label, ignore_index=IGNORE), masked_l1(depth, target, valid))
+    named = [(n, p) for n, p in mt.named_parameters() if not n.startswith("loss.")]
+    params = [p for _, p in named]
+    task_grads = []
+    for k, (loss, w) in enumerate(zip(losses, PCGRAD_WEIGHTS)):
+        g = torch.autograd.grad(loss, params, retain_graph=k == 0, allow_unused=True)
+        task_grads.append([None if t is None else w * t for t in g])
+    h1, h2 = task_grads
+    shared = [a is not None and b is not None for a, b in zip(h1, h2)]
+    dot = sum((a * b).sum() for a, b, s in zip(h1, h2, shared) if s)
+    n1 = sum((a * a).sum() for a, s in zip(h1, shared) if s)
+    n2 = sum((b * b).sum() for b, s in zip(h2, shared) if s)
+    for (name, p), a, b, s in zip(named, h1, h2, shared):
+        zero = torch.zeros_like(p)
+        a = zero if a is None else a
+        b = zero if b is None else b
+        g = a + b
+        if s and dot < 0:
+            g = g - dot / n2 * b - dot / n1 * a
+        g = g.detach()
+        g = g.permute(0, 2, 3, 1).contiguous() if g.dim() == 4 else g
+        f["pcgrad_grad/" + name] = g.numpy().astype(np.float32)
+    f["pcgrad/weights"] = np.array(PCGRAD_WEIGHTS, dtype=np.float32)
+    f["pcgrad/depth"] = nhwc(target).astype(np.float32)
+    f["pcgrad"].attrs["dot"] = float(dot)
+    f["pcgrad"].attrs["norm2_seg"] = float(n1)
+    f["pcgrad"].attrs["norm2_depth"] = float(n2)
+    f["pcgrad"].attrs["shared"] = int(sum(p.numel() for p, s in zip(params, shared) if s))
 
 
 def randomise_batch_norm(model):
@@ -309,7 +360,9 @@ def main():
         for name, b in model.named_buffers():
             if "running" in name:
                 f["buffer/" + name] = b.detach().numpy()
-        write_multitask_case(f, mt, x, label)
+        pcgrad = copy.deepcopy(mt)  # the same initial state for the PCGrad step
+        target, valid = write_multitask_case(f, mt, x, label)
+        write_pcgrad_case(f, pcgrad, x, label, target, valid)
 
 
 if __name__ == "__main__":

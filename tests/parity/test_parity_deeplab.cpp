@@ -53,6 +53,8 @@
 
 #include "core/nn/layers.hpp"
 #include "core/ops/philox.hpp"
+#include "launch/engine.hpp"
+#include "launch/task_gradients.hpp"
 #include "models/deeplabv3plus.hpp"
 #include "models/resnet.hpp"
 #include "models/weights_import.hpp"
@@ -111,9 +113,10 @@ std::string golden_dir() {
 struct ImportedDeepLab {
   core::nn::Graph g;
   models::DeepLabV3PlusNodes nodes;
-  explicit ImportedDeepLab(bool depth_head = false) {
+  explicit ImportedDeepLab(bool depth_head = false, const core::nn::LossBalancing& balancing = {}) {
     models::DeepLabV3PlusOptions o;
     o.depth_head = depth_head;
+    o.loss_balancing = balancing;
     nodes = models::add_deeplabv3plus(g, o);
     g.build(core::Device::cpu(), 0);
     const int entries = static_cast<int>(g.parameters().size() + g.buffers().size());
@@ -124,12 +127,15 @@ struct ImportedDeepLab {
     }
     // The segmentation weights leave depth_head.* and loss.log_vars missing (so not
     // strict); those come from a file of their own, under PyTorch's names as well.
+    // loss.log_vars only where the graph learns them (uncertainty weighting).
+    const bool log_vars = balancing.method == core::nn::LossBalancingMethod::uncertainty;
     models::ImportOptions partial;
     partial.strict = false;
+    if (!log_vars) partial.ignore_file_prefixes = {"loss."};
     const models::ImportReport base = models::import_torchvision_weights(weights, g, partial);
     const models::ImportReport head = models::import_torchvision_weights(
         golden_dir() + "/deeplabv3plus_multitask_head.safetensors", g, partial);
-    EXPECT_EQ(head.loaded, 3);
+    EXPECT_EQ(head.loaded, log_vars ? 3 : 2);
     EXPECT_EQ(base.loaded + head.loaded, entries);
   }
 };
@@ -266,6 +272,40 @@ TEST(ParityDeepLabV3Plus, MultiTaskTrainingStepMatchesTorchLossesDepthAndGradien
   EXPECT_EQ(expect_gradients_match(file, "multitask_grad", net.g,
                                    {"classifier.", "depth_head.", "loss."}),
             159 + 29 + 3);
+}
+
+// PCGrad on the multi-task model (make_deeplab_golden.py's PCGrad case): one
+// forward with the golden inputs and mirrored depth targets, then
+// launch::TaskGradients (a backward per task, the Gram matrix of the task
+// gradients, the projection) must give PyTorch's combined gradient, where
+// autograd found the shared parameters by itself and the tasks conflict (the
+// projection moves every shared gradient by 70% of the other task's).
+TEST(ParityDeepLabV3Plus, PcGradStepMatchesTorchsProjectedGradient) {
+  const GoldenFile file(golden_dir() + "/deeplabv3plus_golden.h5");
+  const auto seed = static_cast<uint64_t>(file.attribute("dropout", "seed"));
+  ASSERT_LT(file.attribute("pcgrad", "dot"), 0.0) << "the golden tasks do not conflict";
+  core::nn::LossBalancing balancing;
+  balancing.method = core::nn::LossBalancingMethod::pcgrad;
+  balancing.weights = file.read("pcgrad", "weights", DType::f64).to_vector();
+  ImportedDeepLab net(/*depth_head=*/true, balancing);
+  const models::DeepLabV3PlusNodes& n = net.nodes;
+  core::Context ctx;
+  launch::TrainingEngine engine(net.g, launch::TrainConfig{}, nullptr);
+  launch::TaskGradientSettings settings;
+  settings.method = core::nn::LossBalancingMethod::pcgrad;
+  launch::TaskGradients tasks(ctx, net.g, {n.seg_loss, n.depth_loss}, n.loss, engine, settings);
+  EXPECT_EQ(tasks.shared_parameters(), static_cast<int64_t>(file.attribute("pcgrad", "shared")));
+  ctx.set_seed(seed, 0);  // the segmentation case's dropout mask
+  net.g.forward(ctx,
+                {{"image", file.read("inputs", "x", DType::f32)},
+                 {"label", file.read("inputs", "label", DType::u8)},
+                 {"depth", file.read("pcgrad", "depth", DType::f32)},
+                 {"depth_valid", file.read("multitask", "depth_valid", DType::u8)}},
+                {.training = true}, {n.seg_loss, n.depth_loss, n.loss});
+  tasks.backward(ctx, Tensor());
+  // Every parameter but loss.* (none with fixed weights): 188 + depth_head's 2.
+  EXPECT_EQ(expect_gradients_match(file, "pcgrad_grad", net.g, {"classifier.", "depth_head."}),
+            159 + 29 + 2);
 }
 
 // Names and shapes of (parameter or buffer) entries, from the layers' specs (no build).
