@@ -38,40 +38,51 @@ void check_applied(const char* op, const Tensor& applied, const Tensor& params) 
                            applied.defined() ? applied.str() : std::string("undefined")));
 }
 
+// The base learning rate: f32 [1] on the parameters' device.
+void check_lr(const char* op, const Tensor& lr, const Tensor& params) {
+  COHORT_CHECK(
+      lr.defined() && lr.dtype() == DType::f32 && lr.numel() == 1 && lr.device() == params.device(),
+      fmt::format("{}: the learning rate must be f32 with 1 element on {}, got {}", op,
+                  params.device().str(), lr.defined() ? lr.str() : std::string("undefined")));
+}
+
 }  // namespace
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& c, const Tensor& applied,
-              const Tensor& skip) {
+              const std::vector<UpdateSegment>& segments, const Tensor& lr, const SgdConfig& c,
+              const Tensor& applied, const Tensor& skip) {
   const int64_t n = params.numel();
   check_flat_f32("sgd_step", "params", params, n);
   check_flat_f32("sgd_step", "grads", grads, n);
   if (c.momentum != 0) check_flat_f32("sgd_step", "momentum", momentum, n);
   check_segments("sgd_step", segments, n);
   check_applied("sgd_step", applied, params);
+  check_lr("sgd_step", lr, params);
 #ifdef COHORT_WITH_CUDA
   if (params.device().is_cuda())
-    return cuda::sgd_step(ctx, params, grads, momentum, segments, c, applied, skip);
+    return cuda::sgd_step(ctx, params, grads, momentum, segments, lr, c, applied, skip);
 #endif
   if (skipped(skip)) return;
+  const float base_lr = lr.data<float>()[0];
   const bool first_step = applied.data<int64_t>()[0] == 0;
   float* p = params.data<float>();
   const float* g = grads.data<float>();
   float* buf = c.momentum != 0 ? momentum.data<float>() : nullptr;
   for (const UpdateSegment& s : segments) {
+    const float step_lr = base_lr * s.lr_scale;
     for (int64_t i = s.offset; i < s.offset + s.count; ++i) {
       float d = g[i] + s.weight_decay * p[i];
       if (buf) {
         buf[i] = first_step ? d : c.momentum * buf[i] + (1.0f - c.dampening) * d;
         d = c.nesterov ? d + c.momentum * buf[i] : buf[i];
       }
-      p[i] -= s.lr * d;
+      p[i] -= step_lr * d;
     }
   }
 }
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& c,
+                const std::vector<UpdateSegment>& segments, const Tensor& lr, const AdamWConfig& c,
                 const Tensor& applied, const Tensor& skip) {
   const int64_t n = params.numel();
   check_flat_f32("adamw_step", "params", params, n);
@@ -80,11 +91,13 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
   check_flat_f32("adamw_step", "exp_avg_sq", v, n);
   check_segments("adamw_step", segments, n);
   check_applied("adamw_step", applied, params);
+  check_lr("adamw_step", lr, params);
 #ifdef COHORT_WITH_CUDA
   if (params.device().is_cuda())
-    return cuda::adamw_step(ctx, params, grads, m, v, segments, c, applied, skip);
+    return cuda::adamw_step(ctx, params, grads, m, v, segments, lr, c, applied, skip);
 #endif
   if (skipped(skip)) return;
+  const float base_lr = lr.data<float>()[0];
   const int64_t step = applied.data<int64_t>()[0] + 1;
   float* p = params.data<float>();
   const float* g = grads.data<float>();
@@ -95,12 +108,13 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
   const float step_size_scale = static_cast<float>(1.0 / bc1);
   const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   for (const UpdateSegment& s : segments) {
+    const float step_lr = base_lr * s.lr_scale;
     for (int64_t i = s.offset; i < s.offset + s.count; ++i) {
-      p[i] *= 1.0f - s.lr * s.weight_decay;
+      p[i] *= 1.0f - step_lr * s.weight_decay;
       mp[i] = c.beta1 * mp[i] + (1.0f - c.beta1) * g[i];
       vp[i] = c.beta2 * vp[i] + (1.0f - c.beta2) * g[i] * g[i];
       const float denom = std::sqrt(vp[i]) / bc2_sqrt + c.eps;
-      p[i] -= s.lr * step_size_scale * mp[i] / denom;
+      p[i] -= step_lr * step_size_scale * mp[i] / denom;
     }
   }
 }

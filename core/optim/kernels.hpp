@@ -1,9 +1,15 @@
 #pragma once
 // Fused optimizer and mixed-precision kernels over flat parameter/gradient
 // buffers. One call updates every parameter of every group: the segment table
-// carries each contiguous run's learning rate and weight decay, so parameters
-// with different hyper-parameters (no-decay for BN/bias, LR multipliers) need no
-// separate launches. CPU implementation in kernels.cpp, CUDA in kernels_cuda.cu.
+// carries each contiguous run's learning-rate multiplier and weight decay, so
+// parameters with different hyper-parameters (no-decay for BN/bias, LR
+// multipliers) need no separate launches. CPU implementation in kernels.cpp,
+// CUDA in kernels_cuda.cu.
+//
+// `lr` (1-element f32 on the buffers' device): the base learning rate, read on
+// the device; segment s updates with lr[0] * s.lr_scale (in f32). The schedule's
+// value changes every step, and a kernel argument would freeze it into a
+// captured CUDA graph.
 //
 // `skip` (optional, 1-element f32 on the buffers' device): when it holds a nonzero
 // value the update is a no-op. This is how an fp16 step with overflowing
@@ -27,7 +33,7 @@ namespace cohort::core::optim {
 struct UpdateSegment {
   int64_t offset = 0;  // first element in the flat buffers
   int64_t count = 0;
-  float lr = 0;
+  float lr_scale = 1;  // multiplies the base learning rate (parameter groups)
   float weight_decay = 0;
 };
 
@@ -45,14 +51,14 @@ struct AdamWConfig {
 // g = nesterov ? g + momentum*buf : buf; p -= lr*g. params/grads/momentum are f32;
 // first_step: applied[0] == 0.
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const std::vector<UpdateSegment>& segments, const Tensor& lr, const SgdConfig& config,
               const Tensor& applied, const Tensor& skip);
 
 // PyTorch's AdamW: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps), step = applied[0] + 1.
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
-                const Tensor& applied, const Tensor& skip);
+                const std::vector<UpdateSegment>& segments, const Tensor& lr,
+                const AdamWConfig& config, const Tensor& applied, const Tensor& skip);
 
 // applied[0] += 1 unless skip[0] is nonzero (see above).
 void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip);

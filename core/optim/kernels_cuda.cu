@@ -24,7 +24,7 @@ struct SegmentTable {
   int count = 0;
   int64_t start[kSegmentsPerLaunch + 1];  // prefix sums of counts: this launch's index space
   int64_t offset[kSegmentsPerLaunch];     // first element in the flat buffers
-  float lr[kSegmentsPerLaunch];
+  float lr_scale[kSegmentsPerLaunch];
   float weight_decay[kSegmentsPerLaunch];
 };
 static_assert(sizeof(SegmentTable) < 4000, "kernel parameters are limited to 4 KiB");
@@ -40,7 +40,7 @@ std::vector<SegmentTable> make_tables(const std::vector<UpdateSegment>& segments
     }
     SegmentTable& t = tables.back();
     t.offset[t.count] = s.offset;
-    t.lr[t.count] = s.lr;
+    t.lr_scale[t.count] = s.lr_scale;
     t.weight_decay[t.count] = s.weight_decay;
     t.start[t.count + 1] = t.start[t.count] + s.count;
     ++t.count;
@@ -67,11 +67,13 @@ __device__ __forceinline__ bool skip_step(const float* skip) {
 
 // Same arithmetic, in the same order, as the CPU version in kernels.cpp.
 __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g,
-                           float* __restrict__ buf, const SegmentTable t, float momentum,
-                           float dampening, bool nesterov, const int64_t* __restrict__ applied,
+                           float* __restrict__ buf, const SegmentTable t,
+                           const float* __restrict__ base_lr, float momentum, float dampening,
+                           bool nesterov, const int64_t* __restrict__ applied,
                            const float* __restrict__ skip) {
   if (skip_step(skip)) return;
   const bool first_step = *applied == 0;
+  const float lr0 = *base_lr;
   const int64_t total = t.start[t.count];
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -83,15 +85,16 @@ __global__ void sgd_kernel(float* __restrict__ p, const float* __restrict__ g,
       buf[e] = b;
       d = nesterov ? d + momentum * b : b;
     }
-    p[e] -= t.lr[s] * d;
+    p[e] -= lr0 * t.lr_scale[s] * d;
   }
 }
 
 __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g,
                              float* __restrict__ m, float* __restrict__ v, const SegmentTable t,
-                             float beta1, float beta2, float eps,
+                             const float* __restrict__ base_lr, float beta1, float beta2, float eps,
                              const int64_t* __restrict__ applied, const float* __restrict__ skip) {
   if (skip_step(skip)) return;  // the same for the whole grid: no thread misses the barrier
+  const float lr0 = *base_lr;
   // Bias corrections of step t = applied + 1, in double as on the CPU, once per block.
   __shared__ float correction[2];  // 1 / (1 - b1^t), sqrt(1 - b2^t)
   if (threadIdx.x == 0) {
@@ -106,7 +109,7 @@ __global__ void adamw_kernel(float* __restrict__ p, const float* __restrict__ g,
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int s = find_segment(t, i);
     const int64_t e = t.offset[s] + (i - t.start[s]);
-    const float lr = t.lr[s];
+    const float lr = lr0 * t.lr_scale[s];
     const float grad = g[e];
     float param = p[e] * (1.0f - lr * t.weight_decay[s]);
     const float mv = beta1 * m[e] + (1.0f - beta1) * grad;
@@ -228,7 +231,7 @@ unsigned blocks_for(int64_t n) {
 }  // namespace
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const std::vector<UpdateSegment>& segments, const Tensor& lr, const SgdConfig& config,
               const Tensor& applied, const Tensor& skip) {
   const char* op = "sgd_step";
   const int64_t n = params.numel();
@@ -242,14 +245,15 @@ void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentu
   for (const SegmentTable& t : make_tables(segments)) {
     sgd_kernel<<<blocks_for(t.start[t.count]), kThreads, 0, ctx.stream()>>>(
         params.data<float>(), grads.data<float>(), use_momentum ? momentum.data<float>() : nullptr,
-        t, config.momentum, config.dampening, config.nesterov, applied_count, skip_flag);
+        t, lr.data<float>(), config.momentum, config.dampening, config.nesterov, applied_count,
+        skip_flag);
     COHORT_CUDA_LAUNCH_CHECK();
   }
 }
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
-                const Tensor& applied, const Tensor& skip) {
+                const std::vector<UpdateSegment>& segments, const Tensor& lr,
+                const AdamWConfig& config, const Tensor& applied, const Tensor& skip) {
   const char* op = "adamw_step";
   const int64_t n = params.numel();
   check_f32(op, "params", ctx, params, n);
@@ -262,7 +266,7 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
   for (const SegmentTable& t : make_tables(segments)) {
     adamw_kernel<<<blocks_for(t.start[t.count]), kThreads, 0, ctx.stream()>>>(
         params.data<float>(), grads.data<float>(), m.data<float>(), v.data<float>(), t,
-        config.beta1, config.beta2, config.eps, applied_count, skip_flag);
+        lr.data<float>(), config.beta1, config.beta2, config.eps, applied_count, skip_flag);
     COHORT_CUDA_LAUNCH_CHECK();
   }
 }

@@ -10,12 +10,12 @@
 namespace cohort::core::optim::cuda {
 
 void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentum,
-              const std::vector<UpdateSegment>& segments, const SgdConfig& config,
+              const std::vector<UpdateSegment>& segments, const Tensor& lr, const SgdConfig& config,
               const Tensor& applied, const Tensor& skip);
 
 void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Tensor& v,
-                const std::vector<UpdateSegment>& segments, const AdamWConfig& config,
-                const Tensor& applied, const Tensor& skip);
+                const std::vector<UpdateSegment>& segments, const Tensor& lr,
+                const AdamWConfig& config, const Tensor& applied, const Tensor& skip);
 void count_applied_step(Context& ctx, Tensor& applied, const Tensor& skip);
 
 void unscale_and_check(Context& ctx, Tensor& grads, const Tensor& inv_scale,

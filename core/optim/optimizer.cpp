@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "core/ops/ops.hpp"
+
 namespace cohort::core::optim {
 
 Optimizer::Optimizer(nn::Graph& graph, const OptimizerConfig& config)
@@ -29,6 +31,7 @@ Optimizer::Optimizer(nn::Graph& graph, const OptimizerConfig& config)
   if (config.kind == "adamw")
     m_buf2 = Tensor::zeros(Shape{n}, DType::f32, graph.device(), setup.stream());
   m_applied = Tensor::zeros(Shape{1}, DType::i64, graph.device(), setup.stream());
+  m_lr = Tensor::zeros(Shape{1}, DType::f32, graph.device(), setup.stream());
   setup.synchronize();
   for (const ParamGroup& g : config.groups) {
     bool any = false;
@@ -46,7 +49,7 @@ std::pair<int64_t, int64_t> Optimizer::owned_range(const nn::Parameter& p) const
   return {begin - p.offset, end - p.offset};
 }
 
-std::vector<UpdateSegment> Optimizer::segments(double lr) const {
+std::vector<UpdateSegment> Optimizer::segments() const {
   std::vector<UpdateSegment> out;
   for (const nn::Parameter& p : m_graph.parameters()) {
     if (!p.trainable) continue;
@@ -60,11 +63,11 @@ std::vector<UpdateSegment> Optimizer::segments(double lr) const {
       break;
     }
     if (p.no_decay && m_config.no_decay_bias_bn) wd = 0.0;
-    UpdateSegment s{p.offset + first - m_shard_offset, last - first, static_cast<float>(lr * mult),
+    UpdateSegment s{p.offset + first - m_shard_offset, last - first, static_cast<float>(mult),
                     static_cast<float>(wd)};
     // Neighbours with the same hyper-parameters merge: fewer segments to walk.
-    if (!out.empty() && out.back().offset + out.back().count == s.offset && out.back().lr == s.lr &&
-        out.back().weight_decay == s.weight_decay)
+    if (!out.empty() && out.back().offset + out.back().count == s.offset &&
+        out.back().lr_scale == s.lr_scale && out.back().weight_decay == s.weight_decay)
       out.back().count += s.count;
     else
       out.push_back(s);
@@ -72,19 +75,24 @@ std::vector<UpdateSegment> Optimizer::segments(double lr) const {
   return out;
 }
 
-void Optimizer::update(Context& ctx, double lr, Tensor& params, const Tensor& grads,
+const Tensor& Optimizer::lr_on_device(Context& ctx, double lr) {
+  ops::fill(ctx, m_lr, lr);
+  return m_lr;
+}
+
+void Optimizer::update(Context& ctx, const Tensor& lr, Tensor& params, const Tensor& grads,
                        const Tensor& skip) {
-  const std::vector<UpdateSegment> segs = segments(lr);
+  const std::vector<UpdateSegment> segs = segments();
   // A rank whose shard is empty (more ranks than elements) updates nothing but
   // counts the step like the others.
   if (m_shard_count > 0 && m_config.kind == "sgd") {
     SgdConfig c{static_cast<float>(m_config.momentum), static_cast<float>(m_config.dampening),
                 m_config.nesterov};
-    sgd_step(ctx, params, grads, m_buf1, segs, c, m_applied, skip);
+    sgd_step(ctx, params, grads, m_buf1, segs, lr, c, m_applied, skip);
   } else if (m_shard_count > 0) {
     AdamWConfig c{static_cast<float>(m_config.beta1), static_cast<float>(m_config.beta2),
                   static_cast<float>(m_config.eps)};
-    adamw_step(ctx, params, grads, m_buf1, m_buf2, segs, c, m_applied, skip);
+    adamw_step(ctx, params, grads, m_buf1, m_buf2, segs, lr, c, m_applied, skip);
   }
   count_applied_step(ctx, m_applied, skip);
 }
@@ -100,6 +108,10 @@ void Optimizer::set_steps(int64_t steps, StreamHandle stream) {
 }
 
 void Optimizer::step(Context& ctx, double lr, const Tensor& skip) {
+  step(ctx, lr_on_device(ctx, lr), skip);
+}
+
+void Optimizer::step(Context& ctx, const Tensor& lr, const Tensor& skip) {
   if (!sharded()) {
     update(ctx, lr, m_graph.flat_params(), m_graph.flat_grads(), skip);
     m_graph.refresh_compute_weights(ctx);
@@ -114,6 +126,11 @@ void Optimizer::step(Context& ctx, double lr, const Tensor& skip) {
 }
 
 void Optimizer::step_shard(Context& ctx, double lr, Tensor& params, const Tensor& grads,
+                           const Tensor& skip) {
+  step_shard(ctx, lr_on_device(ctx, lr), params, grads, skip);
+}
+
+void Optimizer::step_shard(Context& ctx, const Tensor& lr, Tensor& params, const Tensor& grads,
                            const Tensor& skip) {
   COHORT_CHECK(sharded(),
                "Optimizer::step_shard: this optimizer is not sharded "

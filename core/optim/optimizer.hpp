@@ -59,11 +59,16 @@ class Optimizer {
   // weights. Sharded, it updates the shard's elements of the graph's flat buffers
   // and does not refresh them: the caller all-gathers the parameters first.
   void step(Context& ctx, double lr, const Tensor& skip = {});
+  // The same with the learning rate already on the device (f32 [1]): nothing in
+  // the step then comes from the host (a captured CUDA graph replays it).
+  void step(Context& ctx, const Tensor& lr, const Tensor& skip = {});
   // Sharded update on caller-owned buffers (ZeRO-2 keeps only the shard's
   // gradient, ZeRO-3 also only its parameters): `params` and `grads` are f32 with
   // shard_count() elements, element i being flat element shard_offset() + i. No
   // compute-weight refresh.
   void step_shard(Context& ctx, double lr, Tensor& params, const Tensor& grads,
+                  const Tensor& skip = {});
+  void step_shard(Context& ctx, const Tensor& lr, Tensor& params, const Tensor& grads,
                   const Tensor& skip = {});
 
   // Updates applied so far: steps skipped on the device (fp16 overflow) are not
@@ -92,17 +97,21 @@ class Optimizer {
   void set_steps(int64_t steps, StreamHandle stream = nullptr);
   // Segments for the current trainable set (rebuilt when parameters are frozen or
   // unfrozen, since each step reads `trainable`), counted from shard_offset()
-  // (the flat offsets when unsharded).
-  std::vector<UpdateSegment> segments(double lr) const;
+  // (the flat offsets when unsharded); lr_scale is the group's multiplier.
+  std::vector<UpdateSegment> segments() const;
 
  private:
-  void update(Context& ctx, double lr, Tensor& params, const Tensor& grads, const Tensor& skip);
+  void update(Context& ctx, const Tensor& lr, Tensor& params, const Tensor& grads,
+              const Tensor& skip);
+  // `lr` in the device's learning-rate slot (a fill queued on ctx's stream).
+  const Tensor& lr_on_device(Context& ctx, double lr);
 
   nn::Graph& m_graph;
   OptimizerConfig m_config;
   int64_t m_shard_offset = 0, m_shard_count = 0;
   Tensor m_buf1, m_buf2;  // SGD: momentum; AdamW: exp_avg, exp_avg_sq
   Tensor m_applied;       // i64 [1] on the device: updates applied (kernels.hpp)
+  Tensor m_lr;            // f32 [1] on the device: step(double)'s learning rate
 };
 
 }  // namespace cohort::core::optim

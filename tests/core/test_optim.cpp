@@ -97,6 +97,35 @@ TEST(AdamW, MatchesTheReferenceWithGroupsAndNoDecay) {
     EXPECT_NEAR(got[i], p[i], 2e-5) << "element " << i;
 }
 
+// The learning rate is read on the device (what a captured CUDA graph needs):
+// a step from an f32 [1] tensor equals the step from the same host value,
+// bitwise, with a group multiplier too, and changing the tensor between steps
+// is what the next step uses.
+TEST(Optimizer, LearningRateFromADeviceTensorEqualsTheHostValue) {
+  for (const char* kind : {"sgd", "adamw"}) {
+    SCOPED_TRACE(kind);
+    Net host, device;
+    OptimizerConfig c;
+    c.kind = kind;
+    c.momentum = 0.9;
+    c.weight_decay = 0.01;
+    c.groups = {{"head", 0.1, std::nullopt}};
+    Optimizer by_value(host.g, c), by_tensor(device.g, c);
+    Context ctx;
+    Tensor lr = Tensor::zeros(Shape{1}, DType::f32);
+    for (int step = 0; step < 3; ++step) {
+      const double rate = 0.05 * (3 - step);
+      host.set_grads(0.5 - step);
+      device.set_grads(0.5 - step);
+      by_value.step(ctx, rate);
+      ops::fill(ctx, lr, rate);
+      by_tensor.step(ctx, lr);
+      EXPECT_EQ(host.g.flat_params().to_vector(), device.g.flat_params().to_vector())
+          << "step " << step;
+    }
+  }
+}
+
 TEST(Optimizer, FrozenParametersAreNotUpdatedEvenWithWeightDecay) {
   Net net;
   net.g.set_trainable("body", false);

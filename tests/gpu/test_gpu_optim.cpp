@@ -24,6 +24,17 @@ using core::optim::UpdateSegment;
 namespace gpu_optim = core::optim::cuda;
 
 constexpr Tol kOptim{1e-5, 1e-6};
+// The base learning rate the kernels read on the device; segments scale it.
+constexpr float kBaseLr = 2.0f;
+
+Tensor base_lr() {
+  return to_gpu(Tensor::from_vector({kBaseLr}, Shape{1}, DType::f32));
+}
+
+// A segment's learning rate as the kernels form it (f32 product).
+double lr_of(const UpdateSegment& s) {
+  return static_cast<double>(kBaseLr * s.lr_scale);
+}
 
 // Segments with gaps (elements outside every segment must not change).
 std::vector<UpdateSegment> segments_with_gaps(int64_t n, int count) {
@@ -33,7 +44,7 @@ std::vector<UpdateSegment> segments_with_gaps(int64_t n, int count) {
     UpdateSegment s;
     s.offset = i * step + 1;
     s.count = std::max<int64_t>(step - 3, 0);
-    s.lr = 0.01f * static_cast<float>(1 + i % 5);
+    s.lr_scale = 0.005f * static_cast<float>(1 + i % 5);
     s.weight_decay = (i % 2) ? 0.0f : 1e-2f;
     segs.push_back(s);
   }
@@ -50,7 +61,7 @@ void host_sgd(std::vector<double>& p, const std::vector<double>& g, std::vector<
         buf[k] = first ? d : c.momentum * buf[k] + (1.0 - c.dampening) * d;
         d = c.nesterov ? d + c.momentum * buf[k] : buf[k];
       }
-      p[k] -= s.lr * d;
+      p[k] -= lr_of(s) * d;
     }
 }
 
@@ -61,10 +72,10 @@ void host_adamw(std::vector<double>& p, const std::vector<double>& g, std::vecto
   for (const UpdateSegment& s : segs)
     for (int64_t i = s.offset; i < s.offset + s.count; ++i) {
       const size_t k = static_cast<size_t>(i);
-      p[k] *= 1 - static_cast<double>(s.lr) * s.weight_decay;
+      p[k] *= 1 - lr_of(s) * s.weight_decay;
       m[k] = c.beta1 * m[k] + (1 - c.beta1) * g[k];
       v[k] = c.beta2 * v[k] + (1 - c.beta2) * g[k] * g[k];
-      p[k] -= s.lr * (m[k] / bc1) / (std::sqrt(v[k] / bc2) + c.eps);
+      p[k] -= lr_of(s) * (m[k] / bc1) / (std::sqrt(v[k] / bc2) + c.eps);
     }
 }
 
@@ -87,8 +98,8 @@ void check_sgd(const SgdConfig& c, int segment_count, const std::string& name) {
   for (int step = 0; step < 3; ++step) {
     const std::vector<double> g = random_cpu(Shape{n}, 10 + step).to_vector();
     host_sgd(p, g, buf, segs, c, step == 0);
-    gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), bg, segs, c, applied_count(step),
-                        Tensor());
+    gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), bg, segs, base_lr(), c,
+                        applied_count(step), Tensor());
   }
   expect_near("sgd params", pg, from_host(p), kOptim);
   if (c.momentum != 0) expect_near("sgd momentum buffer", bg, from_host(buf), kOptim);
@@ -108,7 +119,7 @@ TEST(GpuOptim, SgdWithoutMomentumNeedsNoBuffer) {
   std::vector<double> p = random_cpu(Shape{n}, 3).to_vector(), none;
   const std::vector<double> g = random_cpu(Shape{n}, 4).to_vector();
   Tensor pg = to_gpu(from_host(p)), undefined;
-  gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), undefined, segs, SgdConfig{},
+  gpu_optim::sgd_step(gpu(), pg, to_gpu(from_host(g)), undefined, segs, base_lr(), SgdConfig{},
                       applied_count(0), Tensor());
   host_sgd(p, g, none, segs, SgdConfig{}, true);
   expect_near("sgd without momentum", pg, from_host(p), kOptim);
@@ -125,8 +136,8 @@ void check_adamw(int segment_count) {
   for (int64_t step = 1; step <= 3; ++step) {
     const std::vector<double> g = random_cpu(Shape{n}, 30 + step, -0.1, 0.1).to_vector();
     host_adamw(p, g, m, v, segs, c, step);
-    gpu_optim::adamw_step(gpu(), pg, to_gpu(from_host(g)), mg, vg, segs, c, applied_count(step - 1),
-                          Tensor());
+    gpu_optim::adamw_step(gpu(), pg, to_gpu(from_host(g)), mg, vg, segs, base_lr(), c,
+                          applied_count(step - 1), Tensor());
   }
   expect_near("adamw params", pg, from_host(p), {2e-5, 1e-6});
   expect_near("adamw exp_avg", mg, from_host(m), kOptim);
@@ -147,15 +158,17 @@ TEST(GpuOptim, SkipFlagMakesStepsNoOps) {
   const Tensor no_skip = to_gpu(Tensor::from_vector({0.0}, Shape{1}, DType::f32));
   Tensor pg = to_gpu(p0), buf = to_gpu(random_cpu(Shape{n}, 42));
   const Tensor buf0 = to_cpu_f32(buf);
-  gpu_optim::sgd_step(gpu(), pg, g, buf, segs, {0.9f, 0.0f, false}, applied_count(1), skip);
+  gpu_optim::sgd_step(gpu(), pg, g, buf, segs, base_lr(), {0.9f, 0.0f, false}, applied_count(1),
+                      skip);
   expect_equal("sgd params with skip = 1", pg, p0);
   expect_equal("sgd momentum with skip = 1", buf, buf0);
   Tensor m = to_gpu(Tensor::zeros(Shape{n}, DType::f32)),
          v = to_gpu(Tensor::zeros(Shape{n}, DType::f32));
-  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, applied_count(0), skip);
+  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, base_lr(), AdamWConfig{}, applied_count(0), skip);
   expect_equal("adamw params with skip = 1", pg, p0);
   expect_equal("adamw exp_avg with skip = 1", m, Tensor::zeros(Shape{n}, DType::f32));
-  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, AdamWConfig{}, applied_count(0), no_skip);
+  gpu_optim::adamw_step(gpu(), pg, g, m, v, segs, base_lr(), AdamWConfig{}, applied_count(0),
+                        no_skip);
   int changed = 0;
   const std::vector<double> a = values(pg), b = p0.to_vector();
   for (size_t i = 0; i < a.size(); ++i)
