@@ -159,6 +159,21 @@ if [[ "${SKIP_TRAIN_BENCH:-0}" != 1 ]] && section "training-step benchmarks"; th
   pack
 fi
 
+if [[ "${SKIP_TRAIN_BENCH:-0}" != 1 ]] && section "multi-task balancing benchmark"; then
+  # What per-task gradients cost (loss.balancing pcgrad/gradnorm: one backward
+  # and one reduction per task) against one backward (uncertainty), same model.
+  mt="--set model.kind=deeplabv3plus --set model.num_classes=19 --set model.depth_head=true"
+  mt+=" --set data.batch=8 --set data.crop_height=512 --set data.crop_width=1024"
+  mt+=" --set run.dtype=bf16 --set run.device=cuda:0 --iters 5 --warmup 2"
+  for balancing in uncertainty pcgrad gradnorm; do
+    # shellcheck disable=SC2086
+    timeout 60 build/gpu/launch/cohort bench train $mt --set loss.balancing=$balancing \
+      > "$logs/bench-train-mt-$balancing.log" 2>&1
+    log "cohort train step multi-task $balancing: $(grep -E "$train_lines|error" "$logs/bench-train-mt-$balancing.log" | tr '\n' ' ')"
+    pack
+  done
+fi
+
 if [[ "${SKIP_TRAIN:-0}" != 1 ]] && section "multi-task run"; then
   # The multi-task workload end to end in bf16: loader copy stream, cuDNN batch
   # norm in a real network, the balancing kernels, checkpoints, evaluation.
@@ -189,20 +204,6 @@ if [[ "${SKIP_DATA:-0}" != 1 ]] && section "data benchmark"; then
   timeout 180 python3 tools/bench_torch_dataloader.py --frames /tmp/cohort-bench-data/frames \
     --workers 16 > "$logs/bench-data-torch.log" 2>&1
   log "torch data: $(tail -2 "$logs/bench-data-torch.log" | tr '\n' ' ')"
-  pack
-fi
-if [[ "${SKIP_TRAIN_BENCH:-0}" != 1 ]] && section "multi-task balancing benchmark"; then
-  # What per-task gradients cost (loss.balancing pcgrad/gradnorm: one backward
-  # and one reduction per task) against one backward (uncertainty), same model.
-  mt="--set model.kind=deeplabv3plus --set model.num_classes=19 --set model.depth_head=true"
-  mt+=" --set data.batch=8 --set data.crop_height=512 --set data.crop_width=1024"
-  mt+=" --set run.dtype=bf16 --set run.device=cuda:0 --iters 10"
-  for balancing in uncertainty pcgrad gradnorm; do
-    # shellcheck disable=SC2086
-    timeout 100 build/gpu/launch/cohort bench train $mt --set loss.balancing=$balancing \
-      > "$logs/bench-train-mt-$balancing.log" 2>&1
-    log "cohort train step multi-task $balancing: $(grep -E "$train_lines" "$logs/bench-train-mt-$balancing.log" | tr '\n' ' ')"
-  done
   pack
 fi
 log "total: $(( $(date +%s) - start )) s"

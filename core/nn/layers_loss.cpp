@@ -40,16 +40,24 @@ Tensor CrossEntropyLoss::normaliser(Context& ctx, const Tensor& labels, const Te
 Tensor RegressionLossLayer::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved,
                                     const ForwardArgs&) {
   const Tensor mask = m_masked ? in[2] : Tensor();
-  saved.tensors = {in[0], in[1], mask};
-  return shared(ctx, ops::regression_loss(ctx, m_kind, in[0], in[1], mask, m_beta));
+  // Under mixed precision the prediction comes in bf16/f16 while the target stays
+  // f32 (depth in metres: bf16 steps are 0.5 m above 64 m), so the loss is taken
+  // in the target's dtype and backward hands the gradient back in the
+  // prediction's.
+  Tensor pred = in[0];
+  if (pred.dtype() != in[1].dtype() && is_floating(in[1].dtype()))
+    pred = ops::cast(ctx, pred, in[1].dtype());
+  saved.tensors = {pred, in[1], mask};
+  saved.dtype = in[0].dtype();
+  return shared(ctx, ops::regression_loss(ctx, m_kind, pred, in[1], mask, m_beta));
 }
 
 std::vector<Tensor> RegressionLossLayer::backward(Context& ctx, const Tensor& dy, Saved& saved,
                                                   const BackwardArgs&) {
-  std::vector<Tensor> out{
-      ops::regression_loss_backward(ctx, m_kind, shared(ctx, dy), saved.tensors.at(0),
-                                    saved.tensors.at(1), saved.tensors.at(2), m_beta),
-      Tensor()};
+  Tensor dpred = ops::regression_loss_backward(ctx, m_kind, shared(ctx, dy), saved.tensors.at(0),
+                                               saved.tensors.at(1), saved.tensors.at(2), m_beta);
+  if (dpred.dtype() != saved.dtype) dpred = ops::cast(ctx, dpred, saved.dtype);
+  std::vector<Tensor> out{dpred, Tensor()};
   if (m_masked) out.emplace_back();
   return out;
 }

@@ -237,6 +237,7 @@ void sgd_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& momentu
   const int64_t n = params.numel();
   check_f32(op, "params", ctx, params, n);
   check_f32(op, "grads", ctx, grads, n);
+  check_f32(op, "lr", ctx, lr, 1);
   const bool use_momentum = config.momentum != 0.f;
   if (use_momentum) check_f32(op, "momentum", ctx, momentum, n);
   check_segments(op, segments, n);
@@ -258,6 +259,7 @@ void adamw_step(Context& ctx, Tensor& params, const Tensor& grads, Tensor& m, Te
   const int64_t n = params.numel();
   check_f32(op, "params", ctx, params, n);
   check_f32(op, "grads", ctx, grads, n);
+  check_f32(op, "lr", ctx, lr, 1);
   check_f32(op, "exp_avg", ctx, m, n);
   check_f32(op, "exp_avg_sq", ctx, v, n);
   check_segments(op, segments, n);

@@ -205,6 +205,32 @@ TEST(RegressionLoss, HandValuesForL1AndSmoothL1WithMask) {
                0);
 }
 
+// Mixed precision: a bf16 (or f16) prediction against an f32 depth target. The
+// layer takes the loss in f32 from the prediction's values and hands back a
+// gradient in the prediction's dtype (the ops themselves want equal dtypes).
+TEST(RegressionLoss, LayerTakesA16BitPredictionAgainstAnF32Target) {
+  Context ctx;
+  const Tensor target = Tensor::from_vector({1.5, 2, 0, 70.25}, Shape{2, 2, 1});
+  const Tensor mask = Tensor::from_vector({1, 0, 1, 1}, Shape{2, 2, 1}, DType::u8);
+  for (DType low : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(low));
+    const Tensor pred = ops::cast(ctx, Tensor::from_vector({1, 2, 3, 68}, Shape{2, 2, 1}), low);
+    nn::RegressionLossLayer layer(ops::RegressionLoss::l1, true);
+    nn::Saved saved;
+    const Tensor loss = layer.forward(ctx, {pred, target, mask}, saved, {});
+    EXPECT_EQ(loss.dtype(), DType::f32);
+    // |1 - 1.5| + |3 - 0| + |68 - 70.25| over the 3 valid elements, in f32: the
+    // target's 70.25 would round to 70 in bf16.
+    EXPECT_NEAR(loss.item(), (0.5 + 3 + 2.25) / 3, 1e-6);
+    const Tensor dpred = layer.backward(ctx, one(1, DType::f32), saved, {}).at(0);
+    EXPECT_EQ(dpred.dtype(), low);
+    EXPECT_EQ(dpred.shape(), pred.shape());
+    const std::vector<double> d = dpred.to_vector();
+    const double third = static_cast<double>(ops::cast(ctx, one(1.0 / 3, DType::f32), low).item());
+    EXPECT_EQ(d, (std::vector<double>{-third, 0, third, -third}));
+  }
+}
+
 TEST(RegressionLoss, SmoothL1GradientWithF32Mask) {
   Context ctx;
   Tensor pred = random_tensor(Shape{3, 4, 5}, 6, -2, 2);
