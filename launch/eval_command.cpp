@@ -65,6 +65,9 @@ EvalResult run_checkpoint_eval(const EvalCommandOptions& o, core::Device device,
   const core::io::CheckpointData data = core::io::read_checkpoint(o.checkpoint);
   TrainConfig c = checkpoint_train_config(data.strings, o.checkpoint, "eval", o.overrides);
   if (!o.shards.empty()) c.eval_shards = o.shards;
+  // A run trained in bf16/f16 on GPUs evaluates on a CPU too: the checkpoint
+  // holds f32 master weights, and the CPU backend computes in f32.
+  if (!device.is_cuda()) c.dtype = "f32";
   COHORT_CHECK(!c.eval_shards.empty(),
                fmt::format("eval: {} was trained without data.eval: name the set with --shards",
                            o.checkpoint));

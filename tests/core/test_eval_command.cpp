@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/io/checkpoint.hpp"
 #include "data/cityscapes_labels.hpp"
 #include "data/convert.hpp"
 #include "data/image_codec.hpp"
@@ -70,6 +71,22 @@ TEST_F(EvalCommand, RebuildsTheModelFromTheCheckpointAndScoresAsTheTrainerDid) {
   // Other loader settings do not change the scores (each image once, whole).
   o.overrides = {"data.batch=1", "data.threads=1"};
   EXPECT_EQ(run_checkpoint_eval(o, core::Device::cpu()).miou, r.miou);
+}
+
+// A checkpoint of a bf16 run (trained on GPUs) evaluates on the CPU in f32: its
+// weights are f32 masters, so the scores are those of the same weights in f32.
+TEST_F(EvalCommand, ABf16RunsCheckpointEvaluatesOnTheCpu) {
+  core::io::CheckpointData data = core::io::read_checkpoint(trained->checkpoint);
+  std::string& config = data.strings.at("config");
+  const size_t at = config.find("dtype: f32");
+  ASSERT_NE(at, std::string::npos) << config;
+  config.replace(at, std::string("dtype: f32").size(), "dtype: bf16");
+  const std::string bf16 = dir->file("bf16-run.h5");
+  core::io::write_checkpoint(bf16, data);
+  EvalCommandOptions o;
+  o.checkpoint = bf16;
+  o.verbose = false;
+  EXPECT_EQ(run_checkpoint_eval(o, core::Device::cpu()).miou, trained->eval_miou);
 }
 
 // The PNGs hold Cityscapes label ids (the set has Cityscapes' classes); mapped back
