@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
-#include <optional>
 #include <random>
 #include <vector>
 
@@ -109,11 +108,8 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
       synthetic_batch(c, nodes, rows, height, width, channels,
                       c.seed * 1000003 + static_cast<uint64_t>(rank), device, ctx);
   const auto inputs = step_inputs(ctx, batch, nodes, compute, c.micro_batches);
-  std::optional<TaskGradients> task_gradients;
-  if (uses_task_gradients(c))
-    task_gradients.emplace(ctx, graph,
-                           std::vector<core::nn::NodeId>{nodes.seg_loss, nodes.depth_loss},
-                           nodes.loss, engine, task_gradient_settings(c));
+  const std::unique_ptr<TaskGradients> task_gradients =
+      make_task_gradients(ctx, graph, nodes, engine, c);
   StepPhases phases(device);
   bool measure_phases = false;
   auto step = [&] {
@@ -121,7 +117,7 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
                    {.lr = c.lr,
                     .grad_clip_norm = c.grad_clip_norm,
                     .whole_batch_mean = c.loss_normalize == "global",
-                    .task_gradients = task_gradients ? &*task_gradients : nullptr},
+                    .task_gradients = task_gradients.get()},
                    measure_phases ? &phases : nullptr);
   };
   std::vector<double> forward_ms, backward_ms, update_ms;

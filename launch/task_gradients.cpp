@@ -30,19 +30,19 @@ bool has_trainable(core::nn::Layer& layer) {
 
 }  // namespace
 
-bool uses_task_gradients(const TrainConfig& config) {
-  return config.depth_head &&
-         (config.loss_balancing == "pcgrad" || config.loss_balancing == "gradnorm");
-}
-
-TaskGradientSettings task_gradient_settings(const TrainConfig& config) {
+std::unique_ptr<TaskGradients> make_task_gradients(core::Context& ctx, core::nn::Graph& graph,
+                                                   const ModelNodes& nodes, TrainingEngine& engine,
+                                                   const TrainConfig& config) {
+  const bool pcgrad = config.loss_balancing == "pcgrad";
+  if (!config.depth_head || (!pcgrad && config.loss_balancing != "gradnorm")) return nullptr;
   TaskGradientSettings s;
-  s.method = config.loss_balancing == "gradnorm" ? core::nn::LossBalancingMethod::gradnorm
-                                                 : core::nn::LossBalancingMethod::pcgrad;
+  s.method =
+      pcgrad ? core::nn::LossBalancingMethod::pcgrad : core::nn::LossBalancingMethod::gradnorm;
   s.gradnorm.alpha = config.gradnorm_alpha;
   s.gradnorm.lr = config.gradnorm_lr;
   s.gradnorm_layer = config.gradnorm_layer;
-  return s;
+  return std::make_unique<TaskGradients>(
+      ctx, graph, std::vector<NodeId>{nodes.seg_loss, nodes.depth_loss}, nodes.loss, engine, s);
 }
 
 TaskGradients::TaskGradients(core::Context& ctx, core::nn::Graph& graph, std::vector<NodeId> tasks,
@@ -133,6 +133,11 @@ TaskGradients::TaskGradients(core::Context& ctx, core::nn::Graph& graph, std::ve
     m_gram_begin = std::min(held, part * engine.rank());
     m_gram_end = std::min(held, m_gram_begin + part);
   }
+  if (gradnorm) {
+    const int64_t t = n_tasks;
+    m_reduced =
+        Tensor::empty(core::Shape{t * t + t + 1}, core::DType::f32, graph.device(), ctx.stream());
+  }
 }
 
 void TaskGradients::backward(core::Context& ctx, const Tensor& seed) {
@@ -153,22 +158,17 @@ void TaskGradients::backward(core::Context& ctx, const Tensor& seed) {
   std::vector<Tensor> grads = m_saved;
   grads.push_back(out);
 
-  // This rank's part of the Gram matrix over `bits`, summed over the ranks into
-  // `into` (T*T floats at its start).
-  const int64_t tt = static_cast<int64_t>(n * n);
-  auto gram = [&](uint8_t bits, Tensor into) {
+  // This rank's part of the Gram matrix over `bits` (summed over the ranks below).
+  auto gram = [&](uint8_t bits) {
     std::vector<Tensor> parts;
     for (const Tensor& g : grads)
       parts.push_back(g.slice(m_gram_begin, m_gram_end));
-    into.slice(0, tt).copy_from(
-        core::ops::task_gram(ctx, parts, m_mask.slice(m_gram_begin, m_gram_end), bits),
-        ctx.stream());
+    return core::ops::task_gram(ctx, parts, m_mask.slice(m_gram_begin, m_gram_end), bits);
   };
   core::ops::StatsReducer* ranks = m_engine.rank_sum();
   const Tensor& weights = m_weights->weights(ctx);
   if (m_settings.method == core::nn::LossBalancingMethod::pcgrad) {
-    Tensor g = Tensor::empty(core::Shape{tt}, core::DType::f32, m_graph.device(), ctx.stream());
-    gram(kShared, g);
+    Tensor g = gram(kShared);
     if (ranks != nullptr) ranks->all_reduce_sum(ctx, g);
     // Last: the combination overwrites the last task's gradient.
     const Tensor coeff = core::ops::pcgrad_coefficients(ctx, g, weights);
@@ -178,16 +178,16 @@ void TaskGradients::backward(core::Context& ctx, const Tensor& seed) {
   // GradNorm: what after_step() needs -- the Gram matrix on its layer and the
   // task losses, summed over ranks in one all-reduce -- and then the weighted sum
   // with this step's weights (last: it overwrites the last task's gradient).
-  const int64_t n64 = static_cast<int64_t>(n);
-  m_reduced =
-      Tensor::zeros(core::Shape{tt + n64 + 1}, core::DType::f32, m_graph.device(), ctx.stream());
-  gram(kGradNorm, m_reduced);
+  const int64_t tt = static_cast<int64_t>(n * n);
+  m_reduced.slice(0, tt).copy_from(gram(kGradNorm), ctx.stream());
+  Tensor sums = m_reduced.slice(tt, m_reduced.numel());
+  sums.zero_(ctx.stream());
   std::vector<Tensor> losses;
   for (NodeId t : m_tasks)
     losses.push_back(m_graph.output(t));
-  Tensor sums = m_reduced.slice(tt, tt + n64 + 1);
   core::ops::accumulate_loss_sums(ctx, losses, sums);
   if (ranks != nullptr) ranks->all_reduce_sum(ctx, m_reduced);
+  m_update_pending = true;
   core::ops::combine_task_gradients(ctx, grads, m_mask, kShared, weights, weights, out);
 }
 
@@ -200,13 +200,13 @@ double TaskGradients::exposed_comm_seconds() {
 
 void TaskGradients::after_step(core::Context& ctx, const Tensor& scale, const Tensor& skip) {
   if (m_settings.method != core::nn::LossBalancingMethod::gradnorm) return;
-  COHORT_CHECK(m_reduced.defined(), "TaskGradients::after_step: call backward() first");
+  COHORT_CHECK(m_update_pending, "TaskGradients::after_step: call backward() first");
   const int64_t tt = static_cast<int64_t>(m_tasks.size() * m_tasks.size());
   Tensor weights = m_weights->weights(ctx);
   core::ops::gradnorm_update(ctx, weights, m_weights->gradnorm_state(), m_reduced.slice(0, tt),
                              m_reduced.slice(tt, m_reduced.numel()), scale, skip,
                              m_settings.gradnorm);
-  m_reduced = Tensor();
+  m_update_pending = false;
 }
 
 }  // namespace cohort::launch

@@ -23,6 +23,7 @@
 // Costs: T backwards from one forward (the saved tensors are kept until the last),
 // T gradient reductions, T - 1 gradient-sized buffers (shard-sized at ZeRO-2/3),
 // one small all-reduce per step.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "core/nn/loss_balancing.hpp"
 #include "core/ops/ops.hpp"
 #include "launch/engine.hpp"
+#include "launch/model_setup.hpp"
 
 namespace cohort::launch {
 
@@ -81,12 +83,17 @@ class TaskGradients {
   core::Tensor m_mask;  // u8 over engine.gradients(): bit 0 shared, bit 1 GradNorm's
   int64_t m_gram_begin = 0, m_gram_end = 0;  // this rank's part of engine.gradients() for the Gram
   std::vector<core::Tensor> m_saved;         // tasks 0 .. T-2's reduced gradients
-  core::Tensor m_reduced;  // gradnorm: this step's Gram over its layer, then the loss sums
+  // gradnorm: this step's Gram matrix over its layer, then the task loss sums and
+  // the rank count, summed over the ranks (made once; pending until after_step).
+  core::Tensor m_reduced;
+  bool m_update_pending = false;
 };
 
-// The TaskGradientSettings of a `cohort train` config (loss.gradnorm_*).
-TaskGradientSettings task_gradient_settings(const TrainConfig& config);
-// Whether loss.balancing takes per-task gradients (pcgrad, gradnorm).
-bool uses_task_gradients(const TrainConfig& config);
+// What a `cohort train` config asks for: per-task gradients for loss.balancing
+// pcgrad or gradnorm (loss.gradnorm_*) on the multi-task model of `nodes`;
+// nullptr for every other model and balancing.
+std::unique_ptr<TaskGradients> make_task_gradients(core::Context& ctx, core::nn::Graph& graph,
+                                                   const ModelNodes& nodes, TrainingEngine& engine,
+                                                   const TrainConfig& config);
 
 }  // namespace cohort::launch

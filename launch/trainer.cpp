@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <optional>
 
 #include "comm/data_parallel.hpp"
 #include "comm/step_timer.hpp"
@@ -161,19 +160,15 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
     dwa->set_reducer(dwa_reducer.get());
   }
   // loss.balancing pcgrad | gradnorm: one backward per task, combined.
-  std::optional<TaskGradients> task_gradients;
-  if (uses_task_gradients(c)) {
-    task_gradients.emplace(ctx, graph,
-                           std::vector<core::nn::NodeId>{nodes.seg_loss, nodes.depth_loss},
-                           nodes.loss, engine, task_gradient_settings(c));
-    if (talk)
-      fmt::print(
-          "{}: {} of {} parameters shared by both tasks{}\n", c.loss_balancing,
-          task_gradients->shared_parameters(), graph.num_parameters(),
-          task_gradients->gradnorm_layer().empty()
-              ? std::string()
-              : fmt::format("; gradient norms compared on '{}'", task_gradients->gradnorm_layer()));
-  }
+  const std::unique_ptr<TaskGradients> task_gradients =
+      make_task_gradients(ctx, graph, nodes, engine, c);
+  if (task_gradients && talk)
+    fmt::print(
+        "{}: {} of {} parameters shared by both tasks{}\n", c.loss_balancing,
+        task_gradients->shared_parameters(), graph.num_parameters(),
+        task_gradients->gradnorm_layer().empty()
+            ? std::string()
+            : fmt::format("; gradient norms compared on '{}'", task_gradients->gradnorm_layer()));
   core::optim::LossScalerConfig lc;
   lc.enabled = compute == DType::f16;
   core::optim::LossScaler scaler(lc, device);
@@ -321,7 +316,7 @@ TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks r
                        {.lr = lr,
                         .grad_clip_norm = c.grad_clip_norm,
                         .whole_batch_mean = c.loss_normalize == "global",
-                        .task_gradients = task_gradients ? &*task_gradients : nullptr});
+                        .task_gradients = task_gradients.get()});
     timer.add_exposed_comm(task_gradients ? task_gradients->exposed_comm_seconds()
                                           : engine.exposed_comm_seconds());
     timer.end_step();
