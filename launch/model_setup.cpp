@@ -51,8 +51,6 @@ DType compute_dtype(const TrainConfig& c) {
 
 namespace {
 
-// loss.* as the model takes it (a TrainConfig made in code skips validation, so
-// an unknown method is refused here too).
 // loss.class_weights as cross entropy's weight tensor (undefined when none).
 core::Tensor class_weights_of(const TrainConfig& c) {
   if (c.class_weights.empty()) return {};
@@ -60,6 +58,8 @@ core::Tensor class_weights_of(const TrainConfig& c) {
       c.class_weights, core::Shape{static_cast<int64_t>(c.class_weights.size())}, core::DType::f32);
 }
 
+// loss.* as the model takes it (a TrainConfig made in code skips validation, so
+// an unknown method is refused here too).
 core::nn::LossBalancing loss_balancing_of(const TrainConfig& c) {
   using Method = core::nn::LossBalancingMethod;
   core::nn::LossBalancing b;

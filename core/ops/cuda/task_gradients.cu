@@ -2,14 +2,15 @@
 // (a deterministic two-stage reduction), PCGrad's coefficients and GradNorm's
 // weight update (one thread each: at most kMaxBalancedLosses values, kept on the
 // device so that a step never waits for the host), and the element-wise
-// combination of the task gradients. The one-thread kernels follow the CPU
-// implementation (core/ops/cpu/task_gradients_cpu.cpp) step for step, in double.
+// combination of the task gradients. The one-thread kernels run the CPU's own
+// solves (core/ops/task_gradients_math.hpp), in double.
 #include <string>
 #include <type_traits>
 
 #include "core/ops/cuda/common.cuh"
 #include "core/ops/cuda/cuda_ops.hpp"
 #include "core/ops/cuda/reduce.cuh"
+#include "core/ops/task_gradients_math.hpp"
 
 namespace cohort::core::ops::cuda {
 namespace {
@@ -131,39 +132,7 @@ __global__ void gram_finalize_kernel(const float* __restrict__ partial, int bloc
 // ---- pcgrad_coefficients --------------------------------------------------------------
 __global__ void pcgrad_kernel(const float* __restrict__ g, const float* __restrict__ w, int tasks,
                               float* __restrict__ c) {
-  bool finite = true;
-  for (int k = 0; k < tasks * tasks; ++k)
-    finite = finite && isfinite(g[k]);
-  for (int t = 0; t < tasks; ++t)
-    finite = finite && isfinite(w[t]);
-  if (!finite) {
-    // Comparisons with NaN are false, so it would vanish: pass it on instead.
-    for (int t = 0; t < tasks; ++t)
-      c[t] = __int_as_float(0x7fc00000);
-    return;
-  }
-  double hg[kMaxT * kMaxT];
-  for (int i = 0; i < tasks; ++i)
-    for (int j = 0; j < tasks; ++j)
-      hg[i * tasks + j] = static_cast<double>(w[i]) * w[j] * g[i * tasks + j];
-  double total[kMaxT] = {};
-  for (int i = 0; i < tasks; ++i) {
-    double a[kMaxT] = {};
-    a[i] = 1.0;
-    for (int step = 1; step < tasks; ++step) {
-      const int j = (i + step) % tasks;
-      const double norm2 = hg[j * tasks + j];
-      if (!(norm2 > 0)) continue;
-      double dot = 0;
-      for (int k = 0; k < tasks; ++k)
-        dot += a[k] * hg[k * tasks + j];
-      if (dot < 0) a[j] -= dot / norm2;
-    }
-    for (int k = 0; k < tasks; ++k)
-      total[k] += a[k];
-  }
-  for (int t = 0; t < tasks; ++t)
-    c[t] = static_cast<float>(total[t] * w[t]);
+  detail::pcgrad_solve(g, w, tasks, c);
 }
 
 // ---- combine_task_gradients ------------------------------------------------------------
@@ -191,60 +160,14 @@ __global__ void combine_kernel(TaskPointers p, const uint8_t* __restrict__ mask,
 }
 
 // ---- gradnorm_update -------------------------------------------------------------------
-struct AdamArgs {
-  double alpha, lr, beta1, beta2, eps;
-};
-
 // state rows: L(0), m, v, [count]; see ops.hpp. scale and skip may be null.
 __global__ void gradnorm_kernel(float* w, float* state, const float* __restrict__ gram,
                                 const float* __restrict__ loss_sums,
                                 const float* __restrict__ scale, const float* __restrict__ skip,
-                                int tasks, AdamArgs args) {
+                                int tasks, GradNormArgs args) {
   if (skip != nullptr && skip[0] != 0.f) return;
-  float* initial = state;
-  float* m1 = state + tasks;
-  float* m2 = state + 2 * tasks;
-  float* count = state + 3 * tasks;
-  const double scale_v = scale != nullptr ? static_cast<double>(scale[0]) : 1.0;
-  const double ranks = loss_sums[tasks];
-
-  double norm[kMaxT], loss[kMaxT];
-  for (int t = 0; t < tasks; ++t) {
-    norm[t] = sqrt(static_cast<double>(gram[t * tasks + t])) / scale_v;
-    // Rounded to f32 as L(0) is stored, so the first update's ratios are exactly 1.
-    loss[t] = static_cast<float>(static_cast<double>(loss_sums[t]) / ranks);
-    if (!isfinite(norm[t]) || !isfinite(loss[t])) return;
-  }
-
-  double ratio[kMaxT];
-  double ratio_sum = 0, g_sum = 0;
-  for (int t = 0; t < tasks; ++t) {
-    if (initial[t] == 0.f) initial[t] = static_cast<float>(loss[t]);
-    ratio[t] = initial[t] > 0.f ? loss[t] / static_cast<double>(initial[t]) : 1.0;
-    ratio_sum += ratio[t];
-    g_sum += static_cast<double>(w[t]) * norm[t];
-  }
-  const double ratio_mean = ratio_sum / tasks, g_mean = g_sum / tasks;
-
-  const double step = static_cast<double>(count[0]) + 1.0;
-  count[0] = static_cast<float>(step);
-  const double c1 = 1.0 - pow(args.beta1, step), c2 = 1.0 - pow(args.beta2, step);
-  double next[kMaxT];
-  double w_sum = 0;
-  for (int t = 0; t < tasks; ++t) {
-    const double r = ratio_mean > 0 ? ratio[t] / ratio_mean : 1.0;
-    const double target = g_mean * pow(r, args.alpha);
-    const double diff = static_cast<double>(w[t]) * norm[t] - target;
-    const double grad = ((diff > 0) - (diff < 0)) * norm[t];
-    const double mt = args.beta1 * m1[t] + (1.0 - args.beta1) * grad;
-    const double vt = args.beta2 * m2[t] + (1.0 - args.beta2) * grad * grad;
-    m1[t] = static_cast<float>(mt);
-    m2[t] = static_cast<float>(vt);
-    next[t] = fmax(0.0, w[t] - args.lr * (mt / c1) / (sqrt(vt / c2) + args.eps));
-    w_sum += next[t];
-  }
-  for (int t = 0; t < tasks; ++t)
-    w[t] = w_sum > 0 ? static_cast<float>(next[t] * tasks / w_sum) : 1.f;
+  detail::gradnorm_solve(w, state, gram, loss_sums,
+                         scale != nullptr ? static_cast<double>(scale[0]) : 1.0, tasks, args);
 }
 
 const float* optional_scalar(const char* op, const char* name, const Tensor& t) {
@@ -316,11 +239,10 @@ void gradnorm_update(Context& ctx, Tensor& weights, Tensor& state, const Tensor&
   require_f32(op, "state", state);
   require_f32(op, "gram", gram);
   require_f32(op, "loss_sums", loss_sums);
-  const AdamArgs adam{args.alpha, args.lr, args.beta1, args.beta2, args.eps};
   gradnorm_kernel<<<1, 1, 0, ctx.stream()>>>(
       weights.data<float>(), state.data<float>(), gram.data<float>(), loss_sums.data<float>(),
       optional_scalar(op, "scale", scale), optional_scalar(op, "skip", skip),
-      static_cast<int>(weights.numel()), adam);
+      static_cast<int>(weights.numel()), args);
   COHORT_CUDA_LAUNCH_CHECK();
 }
 
