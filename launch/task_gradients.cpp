@@ -75,7 +75,10 @@ TaskGradients::TaskGradients(core::Context& ctx, core::nn::Graph& graph, std::ve
   NodeId norm_node = -1;
   if (gradnorm) {
     if (!settings.gradnorm_layer.empty()) {
-      norm_node = graph.node(settings.gradnorm_layer);
+      for (NodeId k = 0; k < graph.num_nodes() && norm_node < 0; ++k)
+        if (graph.node_name(k) == settings.gradnorm_layer) norm_node = k;
+      COHORT_CHECK(norm_node >= 0, fmt::format("loss.gradnorm_layer '{}' is no layer of the model",
+                                               settings.gradnorm_layer));
       core::nn::Layer* layer = graph.layer(norm_node);
       COHORT_CHECK(
           layer != nullptr && shared[static_cast<size_t>(norm_node)] && has_trainable(*layer),

@@ -233,6 +233,13 @@ TEST(TaskGradients, MisuseIsRefusedWithTheReason) {
   });
   EXPECT_NE(unshared.find("loss.gradnorm_layer 'seg'"), std::string::npos) << unshared;
   EXPECT_NE(unshared.find("every task uses"), std::string::npos) << unshared;
+  head.gradnorm_layer = "decoder.fuse.3";  // DeepLab's, not this network's
+  const std::string unknown = error_of([&] {
+    TaskGradients t(ctx, net.graph, {net.seg_loss, net.depth_loss}, net.loss, engine2, head);
+  });
+  EXPECT_NE(unknown.find("loss.gradnorm_layer 'decoder.fuse.3' is no layer of the model"),
+            std::string::npos)
+      << unknown;
   // A frozen layer has no gradient to compare: the weights would never move.
   net.graph.set_trainable("trunk.", false);
   head.gradnorm_layer = "trunk";
