@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/step_timer.hpp"
+#include "core/determinism.hpp"
 #include "core/memory_stats.hpp"
 #include "core/optim/loss_scaler.hpp"
 #include "launch/bench_stack.hpp"
@@ -81,6 +82,9 @@ BenchTrainResult run_bench_train(const TrainConfig& c, const BenchTrainOptions& 
                fmt::format("bench train: need --iters >= 1 (got {}), --warmup >= 0 (got {}), "
                            "--profile >= 0 (got {})",
                            o.iters, o.warmup, o.profile_iters));
+  // run.deterministic for this run (COHORT_DETERMINISTIC=1 sets it for the process).
+  const core::DeterministicAlgorithms deterministic(c.deterministic ||
+                                                    core::deterministic_algorithms());
   const int rank = rank_of(ranks), world = world_of(ranks);
   COHORT_CHECK(c.batch % (world * c.micro_batches) == 0,
                fmt::format("bench train: the global data.batch {} must split evenly over {} "

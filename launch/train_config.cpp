@@ -112,6 +112,7 @@ const std::vector<Field>& fields() {
       text("run", "device", &TrainConfig::device),
       text("run", "dtype", &TrainConfig::dtype),
       number("run", "stop_after_steps", &TrainConfig::stop_after_steps),
+      flag("run", "deterministic", &TrainConfig::deterministic),
       text("model", "kind", &TrainConfig::model),
       number("model", "num_classes", &TrainConfig::num_classes),
       number("model", "depth", &TrainConfig::depth),

@@ -85,6 +85,7 @@ struct TrainConfig {
   std::string device = "auto";
   std::string dtype = "f32";  // compute dtype; master weights stay f32
   int64_t stop_after_steps = 0;
+  bool deterministic = false;  // GPU: bitwise repeatable steps (core/determinism.hpp)
   // model
   std::string model = "small_cnn";
   int num_classes = 10;

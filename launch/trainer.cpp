@@ -16,6 +16,7 @@
 
 #include "comm/data_parallel.hpp"
 #include "comm/step_timer.hpp"
+#include "core/determinism.hpp"
 #include "core/io/training_state.hpp"
 #include "core/memory_stats.hpp"
 #include "core/nn/graph.hpp"
@@ -96,6 +97,9 @@ void request_training_stop() {
 
 TrainResult run_training(const TrainConfig& c, core::Device device, TrainRanks ranks) {
   const auto start = Clock::now();
+  // run.deterministic for this run (COHORT_DETERMINISTIC=1 sets it for the process).
+  const core::DeterministicAlgorithms deterministic(c.deterministic ||
+                                                    core::deterministic_algorithms());
   const int rank = rank_of(ranks), world = world_of(ranks);
   COHORT_CHECK((ranks.grads == nullptr) == (ranks.control == nullptr),
                "train: the gradient and control communicators come together");

@@ -28,6 +28,7 @@ struct ConvAlgoKey {
   std::array<int, 4> w{};         // O, kh, kw, C
   std::array<int, 4> y{};         // N, Ho, Wo, O
   std::array<int, 6> geometry{};  // pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w
+  bool deterministic = false;     // chosen among deterministic algorithms only
   auto operator<=>(const ConvAlgoKey&) const = default;
 };
 

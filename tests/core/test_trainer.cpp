@@ -80,6 +80,17 @@ TEST(TrainConfig, ParallelSettingsParseAndMistakesAreNamed) {
   EXPECT_NE(bucket.find("parallel.bucket_mib"), std::string::npos) << bucket;
 }
 
+TEST(TrainConfig, DeterministicParsesRoundTripsAndBadValuesAreNamed) {
+  EXPECT_FALSE(load_train_config("", {"data.train=s"}).deterministic);
+  const TrainConfig c = load_train_config("", {"data.train=s", "run.deterministic=true"});
+  EXPECT_TRUE(c.deterministic);
+  EXPECT_NE(to_yaml(c).find("deterministic: true"), std::string::npos) << to_yaml(c);
+  const std::string bad = error_of([] {
+    load_train_config("", {"data.train=s", "run.deterministic=sometimes"});
+  });
+  EXPECT_NE(bad.find("run.deterministic"), std::string::npos) << bad;
+}
+
 TEST(TrainConfig, AccumulationAndClippingParseAndMistakesAreNamed) {
   const TrainConfig c = load_train_config(
       "",

@@ -148,7 +148,13 @@ void check_batch_norm_once(const BnCase& c, DType dtype, uint64_t seed) {
   if (!c.training || !cudnn_bn_enabled()) {
     EXPECT_EQ(saved_gpu.path, BatchNormPath::kernels);
   }
-  expect_near("forward y", y_gpu, y_cpu, tol_for(dtype, kTightF32));
+  // cuDNN's f32 forward differs from the CPU's by more than the own kernels do
+  // when the mean is large against the spread (it normalises in another order):
+  // H200, cuDNN 9.14, mean 30 and std 0.3: max |diff| 1.4e-5 on outputs of order 1.
+  // A variance from E[x^2] - E[x]^2 in f32 would be off by far more (the saved
+  // statistics below stay at the tight tolerance on every path).
+  const bool cudnn_large_mean = saved_gpu.path != BatchNormPath::kernels && std::abs(c.lo) > 10;
+  expect_near("forward y", y_gpu, y_cpu, tol_for(dtype, cudnn_large_mean ? kConvF32 : kTightF32));
   expect_near("saved.mean", saved_gpu.mean, saved_cpu.mean, kStats);
   expect_near("saved.invstd", saved_gpu.invstd, saved_cpu.invstd, kStats);
   expect_near("running_mean after the step", pg.running_mean, pc.running_mean, kStats);

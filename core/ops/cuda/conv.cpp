@@ -20,6 +20,7 @@
 #include "core/cuda/check.hpp"
 #include "core/cuda/context_cuda.hpp"
 #include "core/cuda/cudnn_descriptors.hpp"
+#include "core/determinism.hpp"
 #include "core/ops/cuda/cuda_common.hpp"
 #include "core/ops/cuda/cuda_ops.hpp"
 
@@ -124,6 +125,7 @@ ConvAlgoKey key_of(ConvKind kind, const ConvProblem& p) {
   k.w = {p.o, p.kh, p.kw, p.c};
   k.y = {p.n, p.oh, p.ow, p.o};
   k.geometry = {p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h, p.dil_w};
+  k.deterministic = core::deterministic_algorithms();
   return k;
 }
 
@@ -168,20 +170,25 @@ ConvAlgoChoice pick(const std::vector<Perf>& perf, int returned, const char* op,
   if (core::cuda::cudnn_verbose()) {
     std::string line = fmt::format("cudnn find {} {}:", op, p.str());
     for (int i = 0; i < std::min(returned, 4); ++i)
-      line += fmt::format(" [algo {} status {} {:.3f} ms {} B math {}]",
+      line += fmt::format(" [algo {} status {} {:.3f} ms {} B math {}{}]",
                           static_cast<int>(perf[i].algo), static_cast<int>(perf[i].status),
-                          perf[i].time, perf[i].memory, static_cast<int>(perf[i].mathType));
+                          perf[i].time, perf[i].memory, static_cast<int>(perf[i].mathType),
+                          perf[i].determinism == CUDNN_DETERMINISTIC ? "" : " non-deterministic");
     std::fprintf(stderr, "%s\n", line.c_str());
   }
+  // Fastest first; run.deterministic skips algorithms that add with atomics.
+  const bool deterministic = core::deterministic_algorithms();
   for (int i = 0; i < returned; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS &&
+        (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
       return {static_cast<int>(perf[i].algo), perf[i].memory, perf[i].mathType};
   std::string tried;
   for (int i = 0; i < returned; ++i)
-    tried += fmt::format(" algo {} status {};", static_cast<int>(perf[i].algo),
-                         static_cast<int>(perf[i].status));
-  COHORT_FAIL(
-      fmt::format("{}: cuDNN found no working algorithm for {} (tried:{})", op, p.str(), tried));
+    tried += fmt::format(" algo {} status {}{};", static_cast<int>(perf[i].algo),
+                         static_cast<int>(perf[i].status),
+                         perf[i].determinism == CUDNN_DETERMINISTIC ? "" : " non-deterministic");
+  COHORT_FAIL(fmt::format("{}: cuDNN found no working{} algorithm for {} (tried:{})", op,
+                          deterministic ? " deterministic" : "", p.str(), tried));
 }
 
 // The cached choice for (kind, problem), benchmarking on first use.
