@@ -21,14 +21,18 @@ BUCKET_MB = 25.0
 ACHIEVED = 0.8
 
 WORKLOADS = {
-    # name: (gradient MB per step as communicated, step ms on one H100, backward share)
-    # ResNet-50 stack: 23.5 M parameters, f32 gradients; step = cohort's measured
-    # 76.13 ms at batch 256 (docs/PERFORMANCE.md).
-    "ResNet-50, batch 256/GPU, f32 grads": (23.5e6 * 4 / 1e6, 76.13, 2 / 3),
-    "ResNet-50, batch 256/GPU, bf16 grads": (23.5e6 * 2 / 1e6, 76.13, 2 / 3),
-    # DeepLabV3+ ResNet-50: ~40 M parameters; step = PyTorch's 45 ms per batch of 8
-    # at 512x1024 on one H100 (issue #4's figure; cohort has no DeepLab yet).
-    "DeepLabV3+ R50, batch 8/GPU, f32 grads": (40e6 * 4 / 1e6, 45.0, 2 / 3),
+    # name: (gradient MB per step as communicated, step ms on one GPU, backward share)
+    # Step times and backward shares are cohort's own `cohort bench train` medians
+    # on an H200 (docs/PERFORMANCE.md, 2026-11-27); an H100 has the same tensor
+    # cores and less memory bandwidth, so its steps are no shorter: shorter steps
+    # hide less communication, so these figures err low.
+    # ResNet-50 classifier, 25.56 M parameters, batch 256: 54.43 ms, backward 39.44 ms.
+    "ResNet-50, batch 256/GPU, f32 grads": (25.56e6 * 4 / 1e6, 54.43, 39.44 / 54.43),
+    "ResNet-50, batch 256/GPU, bf16 grads": (25.56e6 * 2 / 1e6, 54.43, 39.44 / 54.43),
+    # DeepLabV3+ R50 OS16, 40.35 M parameters, batch 8 at 512x1024: 38.76 ms (the
+    # median of five runs' medians, 35.88-57.98), backward 22.9 ms.
+    "DeepLabV3+ R50, batch 8/GPU, f32 grads": (40.35e6 * 4 / 1e6, 38.76, 22.9 / 38.76),
+    "DeepLabV3+ R50, batch 8/GPU, bf16 grads": (40.35e6 * 2 / 1e6, 38.76, 22.9 / 38.76),
 }
 
 
