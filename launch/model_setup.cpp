@@ -110,6 +110,7 @@ ModelNodes add_model(core::nn::Graph& graph, const TrainConfig& c, int64_t in_ch
     o.backbone_depth = c.depth;
     o.in_channels = static_cast<int>(in_channels);
     o.depth_head = c.depth_head;
+    o.depth_scale = c.depth_head ? c.depth_scale : 1.0;
     o.class_weights = class_weights_of(c);
     if (c.depth_head) o.loss_balancing = loss_balancing_of(c);
     const models::DeepLabV3PlusNodes n = models::add_deeplabv3plus(graph, o);

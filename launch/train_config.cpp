@@ -119,6 +119,7 @@ const std::vector<Field>& fields() {
       number("model", "output_stride", &TrainConfig::output_stride),
       number("model", "freeze_backbone_steps", &TrainConfig::freeze_backbone_steps),
       flag("model", "depth_head", &TrainConfig::depth_head),
+      number("model", "depth_scale", &TrainConfig::depth_scale),
       text("model", "pretrained", &TrainConfig::pretrained),
       text("loss", "normalize", &TrainConfig::loss_normalize),
       numbers("loss", "class_weights", &TrainConfig::class_weights),
@@ -238,7 +239,11 @@ void validate_loss(const TrainConfig& c) {
     check_unused(c.loss_balancing == defaults.loss_balancing, "loss.balancing", needs);
     check_unused(c.loss_weights.empty(), "loss.weights", needs);
     check_unused(c.dwa_temperature == defaults.dwa_temperature, "loss.dwa_temperature", needs);
+    check_unused(c.depth_scale == defaults.depth_scale, "model.depth_scale", needs);
   }
+  COHORT_CHECK(c.depth_scale > 0 && std::isfinite(c.depth_scale),
+               fmt::format("config: model.depth_scale must be a positive number of metres, got {}",
+                           c.depth_scale));
   check_unused(
       c.loss_weights.empty() || c.loss_balancing == "fixed" || c.loss_balancing == "pcgrad",
       "loss.weights", "loss.balancing fixed or pcgrad");

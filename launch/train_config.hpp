@@ -94,6 +94,8 @@ struct TrainConfig {
   std::string pretrained;
   int64_t freeze_backbone_steps = 0;
   bool depth_head = false;  // deeplabv3plus multi-task: + depth, losses balanced per loss.*
+  // depth_head: metres per unit of the head's output (models/deeplabv3plus.hpp).
+  double depth_scale = 1.0;
   // loss
   std::string loss_normalize = "global";       // global | per_rank (every model)
   std::vector<double> class_weights;           // cross entropy: one per class (empty: none)

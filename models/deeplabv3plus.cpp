@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,9 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
       fmt::format("DeepLabV3+: num_classes {}, aspp_channels {}, low_level_channels {} "
                   "and decoder_channels {} must be positive",
                   o.num_classes, o.aspp_channels, o.low_level_channels, o.decoder_channels));
+  COHORT_CHECK(std::isfinite(o.depth_scale) && o.depth_scale > 0,
+               fmt::format("DeepLabV3+: depth_scale must be a positive number of metres, got {}",
+                           o.depth_scale));
   COHORT_CHECK(o.aspp_dropout >= 0 && o.aspp_dropout < 1,
                fmt::format("DeepLabV3+: aspp_dropout must be in [0, 1), got {}", o.aspp_dropout));
   COHORT_CHECK(
@@ -144,11 +148,19 @@ DeepLabV3PlusNodes add_deeplabv3plus(Graph& graph, const DeepLabV3PlusOptions& o
   out.depth_target = graph.input("depth");
   out.depth_valid = graph.input("depth_valid");
   const NodeId depth = b.conv("depth_head", decoded, o.decoder_channels, 1, 1, 1, /*bias=*/true);
-  out.depth = b.resize_like("depth_upsample", depth, out.image);
+  const NodeId head = b.resize_like("depth_upsample", depth, out.image);
+  NodeId target = out.depth_target;
+  out.depth = head;
+  if (o.depth_scale != 1.0) {
+    // The loss compares head units with targets in them; evaluation reads metres.
+    target = graph.add("depth_target_scaled",
+                       std::make_unique<core::nn::Scale>(1.0 / o.depth_scale), {out.depth_target});
+    out.depth = graph.add("depth_metres", std::make_unique<core::nn::Scale>(o.depth_scale), {head});
+  }
   out.depth_loss = graph.add("depth_loss",
                              std::make_unique<core::nn::RegressionLossLayer>(
                                  core::ops::RegressionLoss::l1, /*masked=*/true),
-                             {out.depth, out.depth_target, out.depth_valid});
+                             {head, target, out.depth_valid});
   out.loss =
       core::nn::add_balanced_loss(graph, "loss", {seg_loss, out.depth_loss}, o.loss_balancing);
   return out;

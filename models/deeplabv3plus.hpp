@@ -59,6 +59,12 @@ struct DeepLabV3PlusOptions {
   // "loss" per `loss_balancing` (default: learned uncertainty, UncertaintyWeighting
   // with parameter "loss.log_vars"; see core/nn/loss_balancing.hpp).
   bool depth_head = false;
+  // Metres per unit of the depth head's output. The head regresses depth / scale
+  // against targets divided by it, so that with a scale near the data's typical
+  // depth both are of order 1 (like the segmentation logits) and the L1 loss is
+  // in units of the scale; the "depth" node is scale x head, in metres. 1: the
+  // head regresses metres (no extra nodes; the PyTorch parity references).
+  double depth_scale = 1.0;
   core::nn::LossBalancing loss_balancing;
 };
 
@@ -75,7 +81,7 @@ struct DeepLabV3PlusNodes {
   core::nn::NodeId depth = -1;         // [N, H, W, 1] metres
   core::nn::NodeId depth_target = -1;  // graph input "depth"
   core::nn::NodeId depth_valid = -1;   // graph input "depth_valid"
-  core::nn::NodeId depth_loss = -1;    // mean |depth - target| over valid pixels
+  core::nn::NodeId depth_loss = -1;    // mean |depth - target| / depth_scale over valid pixels
 };
 
 // Adds the graph inputs "image" and "label", the network and its loss to `graph`.

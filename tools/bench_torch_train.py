@@ -44,6 +44,8 @@ def main():
     p.add_argument("--classes", type=int, default=19)
     p.add_argument("--output-stride", type=int, default=16, choices=[8, 16])
     p.add_argument("--depth-head", action="store_true", help="multi-task: + depth, balanced")
+    p.add_argument("--depth-scale", type=float, default=1.0,
+                   help="metres per unit of the depth head (cohort's model.depth_scale)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=1024)
@@ -100,7 +102,8 @@ def main():
         if a.depth_head:
             logits, pred = out
             seg = F.cross_entropy(logits.float(), label, ignore_index=255)
-            l1 = ((pred.float() - depth).abs() * valid).sum() / valid.sum()
+            # The head regresses depth / scale, as cohort's with model.depth_scale.
+            l1 = ((pred.float() - depth / a.depth_scale).abs() * valid).sum() / valid.sum()
             loss = model.balanced(seg, l1)
         else:
             loss = F.cross_entropy(out.float(), label, ignore_index=255)

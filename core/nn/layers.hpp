@@ -93,6 +93,18 @@ class ReLU : public Layer {
   std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
 };
 
+// alpha * x: a fixed change of units (no parameters, nothing saved).
+class Scale : public Layer {
+ public:
+  explicit Scale(double alpha) : m_alpha(alpha) {}
+  std::string kind() const override { return "Scale"; }
+  Tensor forward(Context&, const std::vector<Tensor>&, Saved&, const ForwardArgs&) override;
+  std::vector<Tensor> backward(Context&, const Tensor&, Saved&, const BackwardArgs&) override;
+
+ private:
+  double m_alpha;
+};
+
 // a + b, optionally followed by ReLU.
 class Add : public Layer {
  public:

@@ -17,6 +17,16 @@ std::vector<Tensor> ReLU::backward(Context& ctx, const Tensor& dy, Saved& saved,
   return {ops::relu_backward(ctx, dy, saved.tensors.at(0))};
 }
 
+Tensor Scale::forward(Context& ctx, const std::vector<Tensor>& in, Saved&, const ForwardArgs&) {
+  return ops::scale(ctx, in[0], m_alpha);
+}
+
+std::vector<Tensor> Scale::backward(Context& ctx, const Tensor& dy, Saved&,
+                                    const BackwardArgs& args) {
+  if (!args.needs_input_grad.empty() && !args.needs_input_grad[0]) return {Tensor()};
+  return {ops::scale(ctx, dy, m_alpha)};
+}
+
 Tensor Add::forward(Context& ctx, const std::vector<Tensor>& in, Saved& saved, const ForwardArgs&) {
   Tensor y = ops::add(ctx, in[0], in[1]);
   if (m_relu) {

@@ -80,6 +80,31 @@ TEST(TrainConfig, ParallelSettingsParseAndMistakesAreNamed) {
   EXPECT_NE(bucket.find("parallel.bucket_mib"), std::string::npos) << bucket;
 }
 
+TEST(TrainConfig, DepthScaleParsesIsCheckedAndTravelsInCheckpoints) {
+  const std::vector<std::string> mt{"data.train=s", "model.kind=deeplabv3plus",
+                                    "model.depth_head=true"};
+  EXPECT_EQ(load_train_config("", mt).depth_scale, 1.0) << "metres, as before the key";
+  std::vector<std::string> five = mt;
+  five.push_back("model.depth_scale=5");
+  const TrainConfig c = load_train_config("", five);
+  EXPECT_EQ(c.depth_scale, 5);
+  EXPECT_EQ(checkpoint_train_config({{"config", to_yaml(c)}}, "c.h5", "eval", {}).depth_scale, 5);
+  for (const char* bad : {"model.depth_scale=0", "model.depth_scale=-2"}) {
+    std::vector<std::string> o = mt;
+    o.push_back(bad);
+    const std::string message = error_of([&] { load_train_config("", o); });
+    EXPECT_NE(message.find("model.depth_scale must be a positive number of metres"),
+              std::string::npos)
+        << bad << ": " << message;
+  }
+  const std::string unused = error_of([] {
+    load_train_config("", {"data.train=s", "model.kind=deeplabv3plus", "model.depth_scale=5"});
+  });
+  EXPECT_NE(unused.find("model.depth_scale is set but only used with model.depth_head"),
+            std::string::npos)
+      << unused;
+}
+
 TEST(TrainConfig, DeterministicParsesRoundTripsAndBadValuesAreNamed) {
   EXPECT_FALSE(load_train_config("", {"data.train=s"}).deterministic);
   const TrainConfig c = load_train_config("", {"data.train=s", "run.deterministic=true"});

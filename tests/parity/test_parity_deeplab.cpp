@@ -113,10 +113,12 @@ std::string golden_dir() {
 struct ImportedDeepLab {
   core::nn::Graph g;
   models::DeepLabV3PlusNodes nodes;
-  explicit ImportedDeepLab(bool depth_head = false, const core::nn::LossBalancing& balancing = {}) {
+  explicit ImportedDeepLab(bool depth_head = false, const core::nn::LossBalancing& balancing = {},
+                           double depth_scale = 1.0) {
     models::DeepLabV3PlusOptions o;
     o.depth_head = depth_head;
     o.loss_balancing = balancing;
+    o.depth_scale = depth_scale;
     nodes = models::add_deeplabv3plus(g, o);
     g.build(core::Device::cpu(), 0);
     const int entries = static_cast<int>(g.parameters().size() + g.buffers().size());
@@ -272,6 +274,53 @@ TEST(ParityDeepLabV3Plus, MultiTaskTrainingStepMatchesTorchLossesDepthAndGradien
   EXPECT_EQ(expect_gradients_match(file, "multitask_grad", net.g,
                                    {"classifier.", "depth_head.", "loss."}),
             159 + 29 + 3);
+}
+
+// model.depth_scale S changes only the units of the depth head: with its imported
+// weights divided by S the model predicts the same metres, the depth loss is
+// 1/S of the metre loss, the head's gradients are unchanged and every other
+// gradient is 1/S. S = 4 is a power of two, so all of it holds bit for bit.
+TEST(ParityDeepLabV3Plus, DepthScaleOnlyChangesTheHeadsUnits) {
+  const GoldenFile file(golden_dir() + "/deeplabv3plus_golden.h5");
+  const auto seed = static_cast<uint64_t>(file.attribute("dropout", "seed"));
+  constexpr double kScale = 4;
+  ImportedDeepLab metres(/*depth_head=*/true), scaled(/*depth_head=*/true, {}, kScale);
+  core::Context ctx;
+  for (const char* name : {"depth_head.weight", "depth_head.bias"}) {
+    Tensor& v = scaled.g.parameter(name).value;
+    v.copy_from(core::ops::scale(ctx, v, 1 / kScale));
+  }
+  auto step = [&](ImportedDeepLab& net) {
+    const models::DeepLabV3PlusNodes& n = net.nodes;
+    ctx.set_seed(seed, 0);
+    net.g.forward(ctx,
+                  {{"image", file.read("inputs", "x", DType::f32)},
+                   {"label", file.read("inputs", "label", DType::u8)},
+                   {"depth", file.read("multitask", "depth", DType::f32)},
+                   {"depth_valid", file.read("multitask", "depth_valid", DType::u8)}},
+                  {.training = true}, {n.depth, n.depth_loss});
+    net.g.backward(ctx, {{n.depth_loss, Tensor()}});
+  };
+  step(metres);
+  step(scaled);
+  expect_matches("depth in metres", scaled.g.output(scaled.nodes.depth),
+                 metres.g.output(metres.nodes.depth), DType::f32, {0, 0});
+  EXPECT_EQ(scaled.g.output(scaled.nodes.depth_loss).item() * kScale,
+            metres.g.output(metres.nodes.depth_loss).item());
+  int heads = 0, others = 0;
+  for (const core::nn::Parameter& p : metres.g.parameters()) {
+    const Tensor& got = scaled.g.parameter(p.name).grad;
+    if (p.name.rfind("depth_head.", 0) == 0) {
+      expect_matches("grad " + p.name, got, p.grad, DType::f32, {0, 0});
+      ++heads;
+    } else {
+      expect_matches("grad " + p.name, core::ops::scale(ctx, got, kScale), p.grad, DType::f32,
+                     {0, 0});
+      ++others;
+    }
+  }
+  EXPECT_EQ(heads, 2);
+  EXPECT_GT(others, 150);
 }
 
 // PCGrad on the multi-task model (make_deeplab_golden.py's PCGrad case): one
