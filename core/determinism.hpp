@@ -2,12 +2,14 @@
 // Bitwise repeatable GPU results (config run.deterministic, or COHORT_DETERMINISTIC=1
 // in the environment; off by default, as in PyTorch).
 //
-// The CPU ops and the own CUDA kernels are deterministic always (no atomics in
-// their reductions). cuDNN's fastest convolution algorithms are not: some
-// backward-data and backward-filter algorithms add partial sums with atomics, so
-// two identical steps can differ in the last bits (bf16 ResNet-18 gradients by
-// 7e-4 relative on an H200). With the switch on, the algorithm search considers
-// only algorithms cuDNN reports as deterministic.
+// The CPU ops are deterministic always, and so are the own CUDA kernels of a
+// training step but one: the bilinear resize's backward scatters with atomics.
+// cuDNN's fastest convolution algorithms add partial sums with atomics too, so
+// two identical steps can differ in the last bits (two bf16 ResNet-18 backwards
+// by 3.7e-4 relative on an H200). With the switch on, the convolution search
+// considers only algorithms cuDNN reports deterministic and the resize backward
+// gathers in a fixed order (core/ops/resize_taps.hpp). Evaluation's depth-error
+// sums still add with float atomics (scores may differ in the last bits).
 namespace cohort::core {
 
 bool deterministic_algorithms();

@@ -13,8 +13,8 @@ namespace cohort::launch {
 namespace {
 
 // Settings that would change the network itself: the checkpoint decides them.
-const char* const kModelKeys[] = {"model.kind", "model.num_classes", "model.depth",
-                                  "model.output_stride", "model.depth_head"};
+const char* const kModelKeys[] = {"model.kind",          "model.num_classes", "model.depth",
+                                  "model.output_stride", "model.depth_head",  "model.depth_scale"};
 
 void refuse_model_overrides(const std::vector<std::string>& overrides) {
   for (const std::string& o : overrides)

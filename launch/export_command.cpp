@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/io/checkpoint.hpp"
 #include "core/io/training_state.hpp"
+#include "core/ops/ops.hpp"
 #include "launch/model_setup.hpp"
 #include "launch/train_config.hpp"
 #include "models/weights_export.hpp"
@@ -45,6 +46,15 @@ void run_export(const ExportCommandOptions& o) {
   const TrainConfig c = checkpoint_train_config(data.strings, o.checkpoint, "export");
   const std::unique_ptr<core::nn::Graph> graph = model_of(c, data, o.checkpoint);
   core::io::load_model_weights(data, *graph, /*strict=*/true);
+  if (c.depth_head && c.depth_scale != 1.0) {
+    // The depth head regresses depth / model.depth_scale behind a Scale node that
+    // a torchvision-style model does not have: exported, it predicts metres.
+    core::Context ctx;
+    for (const char* name : {"depth_head.weight", "depth_head.bias"}) {
+      core::Tensor& v = graph->parameter(name).value;
+      v.copy_from(core::ops::scale(ctx, v, c.depth_scale));
+    }
+  }
   models::ExportOptions eo;
   eo.prefix = o.prefix;
   // PyTorch counts BatchNorm's training forwards; the checkpoint's optimizer

@@ -61,10 +61,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$sum
 # --- binaries --------------------------------------------------------------
 cohort="" gputests=""
 if [[ -n ${PREBUILT:-} ]]; then
-  export LD_LIBRARY_PATH="$PWD/$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  missing=$(ldd "$PREBUILT/cohort" "$PREBUILT/cohort_gpu_tests" 2>&1 | grep "not found" | sort -u)
+  prebuilt=$(realpath -m "$PREBUILT")
+  export LD_LIBRARY_PATH="$prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  missing=""
+  for b in cohort cohort_gpu_tests; do
+    [[ -f $prebuilt/$b ]] || missing+="$b "
+  done
+  [[ -z $missing ]] &&
+    missing=$(ldd "$prebuilt/cohort" "$prebuilt/cohort_gpu_tests" 2>&1 | grep "not found" | sort -u)
   if [[ -z $missing ]]; then
-    cohort=$PWD/$PREBUILT/cohort gputests=$PWD/$PREBUILT/cohort_gpu_tests
+    cohort=$prebuilt/cohort gputests=$prebuilt/cohort_gpu_tests
     chmod +x "$cohort" "$gputests"
     log "binaries: prebuilt ($PREBUILT)"
   else
@@ -103,9 +109,11 @@ run_doctor() {
 }
 
 # One test per process, as CTest runs them (exit 77: skipped), 4 at a time.
+# --foreground keeps the test in this process group, so that the outer timeout
+# of the whole batch stops it too (nothing left running on the GPU).
 run_one_test() {
   local name=$1 rc t0=$SECONDS
-  timeout 90 "$gputests" --gtest_filter="$name" > "$logs/gpu-tests/${name//\//_}.log" 2>&1
+  timeout --foreground -k 5 90 "$gputests" --gtest_filter="$name" > "$logs/gpu-tests/${name//\//_}.log" 2>&1
   rc=$?
   case $rc in 0) echo "PASS $name $(( SECONDS - t0 ))s" ;; 77) echo "SKIP $name" ;;
     124) echo "TIMEOUT $name" ;; *) echo "FAIL($rc) $name" ;; esac
@@ -115,8 +123,13 @@ run_tests() {
   mkdir -p "$logs/gpu-tests"
   "$gputests" --gtest_list_tests | awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}' > "$logs/gpu-test-list.txt"
   export gputests logs
-  timeout 300 xargs -P 4 -I{} bash -c 'run_one_test "$1"' _ {} < "$logs/gpu-test-list.txt" \
-    > "$logs/gpu-tests-unsorted.txt"
+  timeout -k 5 300 xargs -P 4 -I{} bash -c 'run_one_test "$1"' _ {} \
+    < "$logs/gpu-test-list.txt" > "$logs/gpu-tests-unsorted.txt"
+  (( $? == 124 )) && log "gpu tests: stopped after 300 s"
+  # A test with no result line was stopped by that limit or never started.
+  awk '{print $2}' "$logs/gpu-tests-unsorted.txt" | sort > "$logs/gpu-tests-ran.txt"
+  sort "$logs/gpu-test-list.txt" | comm -23 - "$logs/gpu-tests-ran.txt" | sed 's/^/NOT RUN /' \
+    >> "$logs/gpu-tests-unsorted.txt"
   sort "$logs/gpu-tests-unsorted.txt" > "$logs/gpu-tests.txt"
   local total passed
   total=$(wc -l < "$logs/gpu-test-list.txt")

@@ -59,6 +59,33 @@ TEST(Graph, FanOutGradientsEqualTheHandChainedOps) {
   expect_close("fc1.weight grad", w1.grad, dw1, 1e-6, 1e-7);
 }
 
+// A Scale node between two layers: fc2 sees 4x its input and the Scale's backward
+// multiplies what reaches fc1 by 4, so both weight gradients are 4x the unscaled
+// network's, bit for bit (a power of two).
+TEST(Graph, ScaleNodeScalesTheGradientThroughIt) {
+  auto net = [](double alpha) {
+    auto g = std::make_unique<Graph>();
+    const NodeId x = g->input("x");
+    const NodeId fc1 = g->add("fc1", std::make_unique<Linear>(6, 5), {x});
+    const NodeId scaled = g->add("scale", std::make_unique<Scale>(alpha), {fc1});
+    const NodeId fc2 = g->add("fc2", std::make_unique<Linear>(5, 3), {scaled});
+    g->add("loss", std::make_unique<MeanLoss>(), {fc2});
+    g->build(Device::cpu(), 7);
+    return g;
+  };
+  Context ctx;
+  const Tensor x = random_tensor(Shape{4, 6}, 1, -1, 1, DType::f32);
+  std::unique_ptr<Graph> plain = net(1.0), scaled = net(4.0);
+  for (Graph* g : {plain.get(), scaled.get()}) {
+    g->forward(ctx, {{"x", x}}, {.training = true});
+    g->backward(ctx, {{g->num_nodes() - 1, Tensor()}});
+  }
+  expect_close("fc1.weight grad", scaled->parameter("fc1.weight").grad,
+               ops::scale(ctx, plain->parameter("fc1.weight").grad, 4.0), 0, 0);
+  expect_close("fc2.weight grad", scaled->parameter("fc2.weight").grad,
+               ops::scale(ctx, plain->parameter("fc2.weight").grad, 4.0), 0, 0);
+}
+
 TEST(Graph, SavedTensorsAreReleasedRightAfterTheirBackward) {
   FanOutNet net;
   Context ctx;

@@ -14,12 +14,14 @@
 
 #include "core/error.hpp"
 #include "core/io/checkpoint.hpp"
+#include "core/io/safetensors.hpp"
 #include "core/nn/graph.hpp"
 #include "core/nn/loss_balancing.hpp"
 #include "core/ops/ops.hpp"
 #include "data/convert.hpp"
 #include "launch/checkpoint_history.hpp"
 #include "launch/doctor.hpp"
+#include "launch/export_command.hpp"
 #include "launch/train_config.hpp"
 #include "launch/trainer.hpp"
 #include "tests/support/gradcheck.hpp"
@@ -372,13 +374,15 @@ TEST_F(TrainerTest, FineTuningFreezesTheBackboneThenTrainsItAndResumesAcrossTheS
 // The multi-task workload: DeepLabV3+ with a depth head on street scenes that
 // carry labels and depth, the two losses balanced by learned uncertainty. The
 // balancing weights train, evaluation reports depth errors as well as mIoU, and
-// a resumed run is bitwise equal to an uninterrupted one.
+// a resumed run is bitwise equal to an uninterrupted one. With model.depth_scale
+// the head works in units of it; exported for PyTorch, it predicts metres.
 TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
   cohort::testing::TempDir dir("cohort-mt");
   convert_scenes(dir, "multitask");
   auto config = [&](const std::string& run) {
     TrainConfig c = deeplab_config(dir, run);
     c.depth_head = true;
+    c.depth_scale = 4;
     return c;
   };
   const TrainResult straight = run_training(config("straight"), core::Device::cpu());
@@ -398,6 +402,16 @@ TEST(TrainerMultiTask, SegmentationAndDepthBalancedResumeBitwise) {
   EXPECT_NE(log_vars[0], 0.0) << "the balancing weights train";
   EXPECT_NE(log_vars[1], 0.0);
   EXPECT_TRUE(state.count("model/depth_head.weight"));
+  const std::string exported = dir.file("model.safetensors");
+  run_export({.checkpoint = straight.checkpoint, .out = exported});
+  const auto tensors = core::io::read_safetensors(exported);
+  for (const char* name : {"depth_head.weight", "depth_head.bias"}) {
+    const std::vector<double> head = state.at(std::string("model/") + name).to_vector();
+    const std::vector<double> out = tensors.at(name).to_vector();
+    ASSERT_EQ(out.size(), head.size()) << name;
+    for (size_t i = 0; i < head.size(); ++i)
+      ASSERT_EQ(out[i], head[i] * 4) << name << "[" << i << "]: exported in metres";
+  }
 
   TrainConfig sliced = config("sliced");
   sliced.stop_after_steps = 2;

@@ -117,8 +117,8 @@ struct Bf16Passes {
 
 // With a 16-bit compute dtype, accumulating micro-batch gradients must equal the
 // sum of the micro-batches' separate gradients (each counted once). Deterministic
-// algorithms make the passes comparable to the last bit: without them two passes
-// over the same input differed by 7e-4 relative (H200, cuDNN 9.14).
+// algorithms make the passes comparable to the last bit: without them this check
+// was 7e-4 off (two passes over one input differ by 3.7e-4; H200, cuDNN 9.14).
 TEST(GraphGpu, Bf16AccumulationCountsEachMicroBatchOnce) {
   core::DeterministicAlgorithms deterministic(true);
   const Tensor x1 = testing::random_tensor(Shape{4, 32, 32, 3}, 11, -1, 1, DType::f32);

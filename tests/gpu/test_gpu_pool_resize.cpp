@@ -5,8 +5,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <vector>
 
+#include "core/determinism.hpp"
 #include "core/ops/ops.hpp"
 #ifdef COHORT_WITH_CUDA
 #include "core/ops/cuda/pooling_cudnn.hpp"
@@ -202,6 +205,29 @@ TEST(GpuResize, LargeUpsampleBackwardMatchesCpu) {
   expect_near("resize backward 64x64 -> 8x8",
               core::ops::resize_bilinear_backward(gpu(), to_gpu(dy), x.shape()),
               core::ops::resize_bilinear_backward(cpu(), dy, x.shape()), {1e-4, 1e-5});
+}
+
+// run.deterministic: the gathering backward gives the same bits every run, in
+// every dtype, and the CPU's values (up-, down- and odd-ratio resizes).
+TEST(GpuResize, DeterministicBackwardRepeatsBitwiseAndMatchesCpu) {
+  const core::DeterministicAlgorithms deterministic(true);
+  const std::vector<std::array<int64_t, 4>> cases{{8, 8, 64, 64}, {5, 4, 11, 9},
+                                                  {16, 2, 5, 4},  {9, 13, 4, 3},
+                                                  {1, 1, 7, 5},   {32, 64, 128, 256}};
+  for (DType d : float_dtypes()) {
+    for (const auto& [h, w, oh, ow] : cases) {
+      SCOPED_TRACE(fmt::format("backward of {}x{} -> {}x{} in {}", h, w, oh, ow, name_of(d)));
+      const Shape x_shape{2, h, w, 19};
+      const Tensor dy = random_cpu(Shape{2, oh, ow, 19}, 60, -1, 1, d);
+      const Tensor dy_gpu = to_gpu(dy, d);
+      const Tensor first = core::ops::resize_bilinear_backward(gpu(), dy_gpu, x_shape);
+      const Tensor again = core::ops::resize_bilinear_backward(gpu(), dy_gpu, x_shape);
+      expect_equal("the same backward twice", again, first);
+      expect_near("resize_bilinear_backward", first,
+                  core::ops::resize_bilinear_backward(cpu(), dy, x_shape),
+                  tol_for(d, {1e-4, 1e-5}));
+    }
+  }
 }
 
 }  // namespace

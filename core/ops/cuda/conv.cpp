@@ -165,7 +165,7 @@ Tensor find_workspace(Context& ctx, size_t wanted) {
 
 template <typename Perf>
 ConvAlgoChoice pick(const std::vector<Perf>& perf, int returned, const char* op,
-                    const ConvProblem& p) {
+                    const ConvProblem& p, bool deterministic) {
   // COHORT_CUDNN_VERBOSE=1 prints what cudnnFind measured for every new problem.
   if (core::cuda::cudnn_verbose()) {
     std::string line = fmt::format("cudnn find {} {}:", op, p.str());
@@ -176,8 +176,8 @@ ConvAlgoChoice pick(const std::vector<Perf>& perf, int returned, const char* op,
                           perf[i].determinism == CUDNN_DETERMINISTIC ? "" : " non-deterministic");
     std::fprintf(stderr, "%s\n", line.c_str());
   }
-  // Fastest first; run.deterministic skips algorithms that add with atomics.
-  const bool deterministic = core::deterministic_algorithms();
+  // Fastest first; run.deterministic (the cache key's copy of it, so that what is
+  // cached under a key was chosen under it) skips algorithms that add with atomics.
   for (int i = 0; i < returned; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS &&
         (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
@@ -224,7 +224,7 @@ ConvAlgoChoice choose(Context& ctx, ConvKind kind, const ConvProblem& p, ConvDes
       COHORT_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
           handle, d.x.get(), a, d.w.get(), b, d.conv.get(), d.y.get(), out.raw(), count, &returned,
           perf.data(), ws.defined() ? ws.raw() : nullptr, ws.defined() ? ws.nbytes() : 0));
-      choice = pick(perf, returned, op, p);
+      choice = pick(perf, returned, op, p, key.deterministic);
       break;
     }
     case ConvKind::backward_data: {
@@ -244,7 +244,7 @@ ConvAlgoChoice choose(Context& ctx, ConvKind kind, const ConvProblem& p, ConvDes
       COHORT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
           handle, d.w.get(), a, d.y.get(), b, d.conv.get(), d.x.get(), out.raw(), count, &returned,
           perf.data(), ws.defined() ? ws.raw() : nullptr, ws.defined() ? ws.nbytes() : 0));
-      choice = pick(perf, returned, op, p);
+      choice = pick(perf, returned, op, p, key.deterministic);
       break;
     }
     case ConvKind::backward_filter: {
@@ -265,7 +265,7 @@ ConvAlgoChoice choose(Context& ctx, ConvKind kind, const ConvProblem& p, ConvDes
       COHORT_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
           handle, d.x.get(), a, d.y.get(), b, d.conv.get(), d.w.get(), out.raw(), count, &returned,
           perf.data(), ws.defined() ? ws.raw() : nullptr, ws.defined() ? ws.nbytes() : 0));
-      choice = pick(perf, returned, op, p);
+      choice = pick(perf, returned, op, p, key.deterministic);
       break;
     }
   }
