@@ -65,7 +65,7 @@ if [[ -n ${PREBUILT:-} ]]; then
   export LD_LIBRARY_PATH="$prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   missing=""
   for b in cohort cohort_gpu_tests; do
-    [[ -f $prebuilt/$b ]] || missing+="$b "
+    [[ -f $prebuilt/$b ]] || missing+="$b (no such file)"$'\n'
   done
   [[ -z $missing ]] &&
     missing=$(ldd "$prebuilt/cohort" "$prebuilt/cohort_gpu_tests" 2>&1 | grep "not found" | sort -u)
@@ -74,7 +74,7 @@ if [[ -n ${PREBUILT:-} ]]; then
     chmod +x "$cohort" "$gputests"
     log "binaries: prebuilt ($PREBUILT)"
   else
-    log "binaries: prebuilt ones lack $(echo "$missing" | awk '{print $1}' | tr '\n' ' '), building here"
+    log "binaries: prebuilt ones lack $(echo "$missing" | awk '{print $1}' | tr '\n' ' ')(building here)"
   fi
 fi
 if [[ -z $cohort ]]; then
@@ -116,7 +116,7 @@ run_one_test() {
   timeout --foreground -k 5 90 "$gputests" --gtest_filter="$name" > "$logs/gpu-tests/${name//\//_}.log" 2>&1
   rc=$?
   case $rc in 0) echo "PASS $name $(( SECONDS - t0 ))s" ;; 77) echo "SKIP $name" ;;
-    124) echo "TIMEOUT $name" ;; *) echo "FAIL($rc) $name" ;; esac
+    124 | 137) echo "TIMEOUT $name" ;; *) echo "FAIL($rc) $name" ;; esac
 }
 export -f run_one_test
 run_tests() {
@@ -125,7 +125,8 @@ run_tests() {
   export gputests logs
   timeout -k 5 300 xargs -P 4 -I{} bash -c 'run_one_test "$1"' _ {} \
     < "$logs/gpu-test-list.txt" > "$logs/gpu-tests-unsorted.txt"
-  (( $? == 124 )) && log "gpu tests: stopped after 300 s"
+  local rc=$?
+  (( rc == 124 || rc == 137 )) && log "gpu tests: stopped after 300 s"
   # A test with no result line was stopped by that limit or never started.
   awk '{print $2}' "$logs/gpu-tests-unsorted.txt" | sort > "$logs/gpu-tests-ran.txt"
   sort "$logs/gpu-test-list.txt" | comm -23 - "$logs/gpu-tests-ran.txt" | sed 's/^/NOT RUN /' \

@@ -20,8 +20,10 @@ struct ResizeTaps {
 };
 
 // PyTorch's mapping: src = max((dst + 0.5) * in/out - 0.5, 0); the right tap
-// collapses onto the left one at the border. In double, as the CPU op computes it,
-// so every backend picks the same taps.
+// collapses onto the left one at the border. In double, as the CPU op computes it
+// (nvcc may fuse the multiply-add: at a source coordinate that is exactly an
+// integer the GPU can then pick the neighbouring tap with a weight of ~0 or ~1,
+// the same value to within rounding).
 COHORT_RESIZE_HD inline ResizeTaps resize_taps(int64_t dst, int64_t in, int64_t out) {
   const double scale = static_cast<double>(in) / static_cast<double>(out);
   double src = (static_cast<double>(dst) + 0.5) * scale - 0.5;
