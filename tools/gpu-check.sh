@@ -8,7 +8,8 @@
 #
 # Sections, in the order given by SECTIONS (space-separated; default: all):
 #   doctor tests demos stack train_resnet train_deeplab balancing multitask data
-#   sanitizer (compute-sanitizer memcheck; not in the default lists)
+#   sanitizer (compute-sanitizer memcheck) and deterministic (run.deterministic's
+#   cost and tests): not in the default lists
 # PART=1 and PART=2 split them into two calls that each fit the device tool's
 # 10-minute limit. BUDGET_S (default 540) is the call's time budget: a section
 # that would start after it is skipped (and says so).
@@ -223,6 +224,24 @@ run_train_deeplab() {
       --set optimizer.lr=0.01 --iters "$iters" > "$logs/bench-train-deeplab-pinned.log" 2>&1
     log "cohort train step DeepLabV3+ (taskset -c $PIN): $(grep -E "$train_lines" "$logs/bench-train-deeplab-pinned.log" | tr '\n' ' ')"
   fi
+}
+
+run_deterministic() {
+  # What run.deterministic costs (deterministic cuDNN algorithms, the resize
+  # backward's gather) on the DeepLabV3+ step, alternating off/on twice, and the
+  # gpu tests that prove it (bitwise repeats).
+  local deeplab="--set model.kind=deeplabv3plus --set model.num_classes=19 --set data.batch=8"
+  deeplab+=" --set data.crop_height=512 --set data.crop_width=1024 --set run.dtype=bf16"
+  local setting
+  for setting in false true false true; do
+    # shellcheck disable=SC2086
+    timeout 90 "$cohort" bench train $deeplab --set run.device=cuda:0 --iters "${ITERS:-30}" \
+      --set run.deterministic=$setting > "$logs/bench-train-deterministic-$setting.log" 2>&1
+    log "cohort train step DeepLabV3+, run.deterministic $setting: $(grep -E "$train_lines" "$logs/bench-train-deterministic-$setting.log" | tr '\n' ' ')"
+  done
+  timeout 120 "$gputests" --gtest_filter='GraphGpu.Deterministic*:GraphGpu.Bf16Accumulation*:GpuResize.Deterministic*' \
+    > "$logs/deterministic-tests.log" 2>&1
+  log "deterministic tests: exit $?; $(grep -E 'relative|PASSED|FAILED  \]' "$logs/deterministic-tests.log" | tr '\n' ' ')"
 }
 
 run_sanitizer() {
