@@ -5,11 +5,7 @@
 // backward, and a resumed run draws the same numbers.
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define COHORT_HOST_DEVICE __host__ __device__
-#else
-#define COHORT_HOST_DEVICE
-#endif
+#include "core/host_device.hpp"
 
 namespace cohort::core {
 

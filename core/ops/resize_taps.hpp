@@ -6,11 +6,7 @@
 // which run.deterministic uses (core/determinism.hpp).
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define COHORT_RESIZE_HD __host__ __device__
-#else
-#define COHORT_RESIZE_HD
-#endif
+#include "core/host_device.hpp"
 
 namespace cohort::core::ops {
 
@@ -24,7 +20,7 @@ struct ResizeTaps {
 // (nvcc may fuse the multiply-add: at a source coordinate that is exactly an
 // integer the GPU can then pick the neighbouring tap with a weight of ~0 or ~1,
 // the same value to within rounding).
-COHORT_RESIZE_HD inline ResizeTaps resize_taps(int64_t dst, int64_t in, int64_t out) {
+COHORT_HOST_DEVICE inline ResizeTaps resize_taps(int64_t dst, int64_t in, int64_t out) {
   const double scale = static_cast<double>(in) / static_cast<double>(out);
   double src = (static_cast<double>(dst) + 0.5) * scale - 0.5;
   if (src < 0) src = 0;
@@ -37,7 +33,7 @@ COHORT_RESIZE_HD inline ResizeTaps resize_taps(int64_t dst, int64_t in, int64_t 
 
 // The weight with which output cell taps `t` reads source cell `src` (both taps
 // when they collapse onto it at the border; 0 when it reads neither).
-COHORT_RESIZE_HD inline float resize_weight_of(const ResizeTaps& t, int64_t src) {
+COHORT_HOST_DEVICE inline float resize_weight_of(const ResizeTaps& t, int64_t src) {
   return (t.i0 == src ? t.w0 : 0.0f) + (t.i1 == src ? t.w1 : 0.0f);
 }
 
@@ -45,8 +41,8 @@ COHORT_RESIZE_HD inline float resize_weight_of(const ResizeTaps& t, int64_t src)
 // dst with i0(dst) in {src - 1, src} (i0 never decreases with dst, so they are
 // contiguous). Cells in the range that read `src` with weight 0 add nothing.
 // Empty (first > last) when no output cell reads it (downsampling).
-COHORT_RESIZE_HD inline void resize_footprint(int64_t src, int64_t in, int64_t out, int64_t& first,
-                                              int64_t& last) {
+COHORT_HOST_DEVICE inline void resize_footprint(int64_t src, int64_t in, int64_t out,
+                                                int64_t& first, int64_t& last) {
   const double scale = static_cast<double>(in) / static_cast<double>(out);
   // Estimates from inverting the mapping, then corrected against resize_taps
   // itself, so rounding in the estimate cannot drop or add a cell.
@@ -68,8 +64,9 @@ COHORT_RESIZE_HD inline void resize_footprint(int64_t src, int64_t in, int64_t o
 // weighted, summed rows then columns in increasing order. dy(oy, ox) returns
 // the output gradient as float.
 template <typename Dy>
-COHORT_RESIZE_HD inline float resize_gather_gradient(int64_t row, int64_t col, int64_t h, int64_t w,
-                                                     int64_t oh, int64_t ow, const Dy& dy) {
+COHORT_HOST_DEVICE inline float resize_gather_gradient(int64_t row, int64_t col, int64_t h,
+                                                       int64_t w, int64_t oh, int64_t ow,
+                                                       const Dy& dy) {
   int64_t r0 = 0, r1 = -1, c0 = 0, c1 = -1;
   resize_footprint(row, h, oh, r0, r1);
   resize_footprint(col, w, ow, c0, c1);

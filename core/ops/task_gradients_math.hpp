@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/host_device.hpp"
 #include "core/ops/ops.hpp"
-#include "core/ops/philox.hpp"  // COHORT_HOST_DEVICE
 
 namespace cohort::core::ops::detail {
 
